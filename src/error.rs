@@ -1,0 +1,143 @@
+//! The one error type of tidelog.
+//!
+//! Variants are grouped by what the caller can do about them:
+//!
+//! * **bad argument** — fix the call: [`Error::InvalidConfig`], [`Error::InvalidArgument`],
+//!   [`Error::OffsetOutOfRange`], [`Error::RecordTooLarge`], [`Error::MissingKey`];
+//! * **damaged data** — the bytes on disk or on the wire are not what was written:
+//!   [`Error::InvalidBatch`], [`Error::ChecksumMismatch`], [`Error::Corrupt`],
+//!   [`Error::UnsupportedCompression`];
+//! * **environment** — retry or repair the machine: [`Error::Io`], [`Error::DirectoryLocked`];
+//! * **state** — the handle can no longer be used: [`Error::Closed`], [`Error::Failed`].
+
+use std::io;
+use std::path::PathBuf;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in tidelog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error; `context` says what tidelog was doing.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What tidelog was doing, for example `appending to /data/t-0/00000000000000000000.log`.
+        context: String,
+        /// The error the operating system returned.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A configuration value is out of its allowed range.
+    #[error("invalid configuration `{key}`: {reason}")]
+    InvalidConfig {
+        /// The name of the setting, as in Kafka where one exists (`segment_bytes`, ...).
+        key: &'static str,
+        /// Why the value was refused and what is allowed.
+        reason: String,
+    },
+
+    /// An argument of a call is not acceptable (empty batch, timestamp out of range, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The requested offset lies outside the log. Seek into `log_start_offset..=log_end_offset`.
+    #[error(
+        "offset {offset} is out of range: the log holds offsets {log_start_offset}..{log_end_offset}"
+    )]
+    OffsetOutOfRange {
+        /// The offset that was asked for.
+        offset: u64,
+        /// The first offset still in the log.
+        log_start_offset: u64,
+        /// The next offset to be written (one past the last record).
+        log_end_offset: u64,
+    },
+
+    /// A record or batch is larger than the configured limit (`max_message_bytes`, Kafka's
+    /// `max.message.bytes`).
+    #[error("record batch of {size} bytes is larger than the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The encoded size of the batch.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+
+    /// A record without a key was appended to a compacted log; compaction needs a key.
+    #[error("a compacted log only accepts records with a key")]
+    MissingKey,
+
+    /// Bytes that should hold a Kafka `RecordBatch` v2 do not.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+
+    /// The CRC-32C of a record batch does not match its contents.
+    #[error("record batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// The checksum stored in the batch header.
+        stored: u32,
+        /// The checksum of the bytes as read.
+        computed: u32,
+    },
+
+    /// The batch uses a compression codec this build cannot decode. Such batches are stored and
+    /// served as they are; only their records cannot be read here.
+    #[error("record batch is compressed with {0}, which this build of tidelog cannot decode")]
+    UnsupportedCompression(&'static str),
+
+    /// A file of the log is damaged at a known place.
+    #[error("{path}: damaged at byte {position}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// The byte position of the damage in that file.
+        position: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// Another handle, in this process or another, has the directory open.
+    #[error("{path} is already open (locked by another handle or process)")]
+    DirectoryLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// The handle was closed.
+    #[error("the log is closed")]
+    Closed,
+
+    /// An earlier I/O failure left the log in a state it cannot continue from without reopening
+    /// (for example a failed fsync, after which the kernel may have dropped dirty pages).
+    #[error("the log failed earlier and must be reopened: {0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what tidelog was doing.
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid_batch(reason: impl Into<String>) -> Self {
+        Error::InvalidBatch(reason.into())
+    }
+}
+
+/// Adds context to `std::io::Result`s.
+pub(crate) trait IoContext<T> {
+    /// Turns an `io::Error` into [`Error::Io`] whose context is computed lazily.
+    fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}

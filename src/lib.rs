@@ -1,0 +1,60 @@
+//! # tidelog
+//!
+//! Kafka's model as a Rust crate: durable, partitioned, offset-addressed logs in a directory of
+//! your application, with no broker to run.
+//!
+//! The bytes are Kafka's: a batch is Kafka's `RecordBatch` v2 and a partition folder uses Kafka's
+//! segment and index layout (`00000000000000000000.log`, `.index`, `.timeindex`), so Kafka's tools
+//! can read what tidelog wrote.
+//!
+//! This release holds the storage engine: [`PartitionLog`], one partition's durable, segmented log.
+//!
+//! ```
+//! use tidelog::{LogConfig, PartitionLog, Record};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = PartitionLog::open(dir.path().join("orders-0"), LogConfig::default())?;
+//! let appended = log.append(&[Record::new("k1", "v1"), Record::new("k2", "v2")])?;
+//! assert_eq!((appended.base_offset, appended.last_offset), (0, 1));
+//!
+//! let records = log.read_records(0, 1 << 20)?;
+//! assert_eq!(records[1].record.value.as_deref(), Some(&b"v2"[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::pedantic)]
+#![allow(
+    clippy::module_name_repetitions,
+    clippy::missing_errors_doc,
+    clippy::must_use_candidate,
+    // Offsets and positions are bounded by Kafka's format (i64 offsets, i32 lengths, u32
+    // relative offsets and positions), checked where data enters; casts between them are exact.
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::single_match_else
+)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod batch;
+mod error;
+mod record;
+mod storage;
+
+pub use crate::batch::{BatchHeader, Compression, RecordBatch, Records, TimestampType};
+pub use crate::error::{Error, Result};
+pub use crate::record::{Header, OffsetRecord, Record};
+pub use crate::storage::{
+    AppendInfo, CleanupPolicy, Durability, FetchData, LogConfig, MaintenanceReport, PartitionLog,
+    RecoveryMode,
+};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Hooks for fuzz targets and benches; not part of the public API.
+    pub use crate::batch::{
+        encode_into, encode_retained, set_base_offset, HEADER_LEN, LOG_OVERHEAD,
+    };
+}

@@ -1,0 +1,762 @@
+//! `PartitionLog`: one partition's durable, segmented log.
+//!
+//! Invariants (the numbered ones of `segment.rs` and `index.rs` hold too):
+//! 1. One writer at a time (`writer` mutex); readers take no lock the writer holds. They load the
+//!    published `log_end` (`Acquire`) and the segment list (`ArcSwap`), and read files by position.
+//! 2. `log_start <= flushed <= log_end` is not guaranteed for `flushed` after a truncation below
+//!    it, where `flushed` is lowered with the end; `log_start <= log_end` always holds.
+//! 3. Every offset below `flushed` has been fsynced: its segment's `.log` (with `fdatasync`) and
+//!    the directory entry of every segment file created before it.
+//! 4. The segment list is sorted by base offset, has at least one segment, and its last segment is
+//!    the active one (the only one the writer appends to).
+//! 5. Structural changes other than a roll (retention, compaction, truncation) hold the
+//!    `maintenance` mutex, so they never interleave with each other.
+//!
+//! Group commit: an appending thread that must wait for durability calls `flush_to(end)`. Only
+//! one thread fsyncs at a time (`flush_lock`); it first reads the current `log_end`, so one fsync
+//! covers every append published before it started, and threads that queued behind it find their
+//! offsets already flushed.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+
+use super::checkpoint::Checkpoint;
+use super::config::{Durability, LogConfig};
+use super::segment::{ActiveState, Segment};
+use super::{fsutil, recovery};
+use crate::batch::{self, BatchHeader, RecordBatch};
+use crate::error::{Error, IoContext, Result};
+use crate::record::{now_ms, OffsetRecord, Record};
+
+/// Offsets and timestamp of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Offset of the last record appended.
+    pub last_offset: u64,
+    /// Largest record timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Whether the batch is known to be on disk (fsynced) when the call returns.
+    pub durable: bool,
+}
+
+/// The answer to a read: whole batches, exactly as stored (Kafka's bytes), and the log's bounds at
+/// the time of the read.
+#[derive(Debug, Clone)]
+pub struct FetchData {
+    /// Record batches back to back; may start before the requested offset (a batch is never
+    /// split) and is empty when there is nothing at or after it yet.
+    pub bytes: Bytes,
+    /// The offset that was asked for.
+    pub fetch_offset: u64,
+    /// The log end offset (high watermark of an unreplicated log) when the read began.
+    pub high_watermark: u64,
+    /// The log start offset when the read began.
+    pub log_start_offset: u64,
+}
+
+impl FetchData {
+    /// The batches, each validated (CRC included) as it is reached.
+    pub fn batches(&self) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
+        let mut rest = self.bytes.clone();
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            match RecordBatch::decode_first(&rest) {
+                Ok((batch, len)) => {
+                    rest = rest.slice(len..);
+                    Some(Ok(batch))
+                }
+                Err(e) => {
+                    rest = Bytes::new();
+                    Some(Err(e))
+                }
+            }
+        })
+    }
+
+    /// The records at or after `fetch_offset`, decoded.
+    pub fn records(&self) -> Result<Vec<OffsetRecord>> {
+        let mut out = Vec::new();
+        for batch in self.batches() {
+            for record in batch?.records() {
+                let record = record?;
+                if record.offset >= self.fetch_offset {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when no batch was returned.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+pub(crate) struct Writer {
+    pub active: Arc<Segment>,
+    pub state: ActiveState,
+}
+
+/// One partition's log: an append-only sequence of records addressed by offset, stored as Kafka
+/// segments in one folder.
+///
+/// `PartitionLog` is `Send + Sync`: share it with an `Arc`. Appends from many threads are
+/// serialized; reads never wait for the writer. Dropping it closes it cleanly (see
+/// [`close`](Self::close) to see the error, if any).
+///
+/// ```
+/// use tidelog::{LogConfig, PartitionLog, Record};
+///
+/// let dir = tempfile::tempdir()?;
+/// let log = PartitionLog::open(dir.path(), LogConfig::default())?;
+/// log.append(&[Record::new("k", "v").with_timestamp(1_000)])?;
+/// assert_eq!(log.log_end_offset(), 1);
+/// assert_eq!(log.offset_for_timestamp(500)?, Some(0));
+/// log.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    _lock: File,
+    pub(crate) segments: ArcSwap<Vec<Arc<Segment>>>,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) maintenance: Mutex<MaintenanceState>,
+    log_end: AtomicU64,
+    pub(crate) log_start: AtomicU64,
+    flushed: AtomicU64,
+    flush_lock: Mutex<()>,
+    dir_dirty: AtomicBool,
+    failed: Mutex<Option<String>>,
+    closed: AtomicBool,
+    opened_at: Instant,
+    last_flush_ms: AtomicU64,
+    waiters: AtomicUsize,
+    wait_lock: Mutex<()>,
+    wait_cond: Condvar,
+}
+
+/// State of the background work (retention, compaction, checkpoints).
+pub(crate) struct MaintenanceState {
+    /// First offset compaction has not yet looked at (Kafka's cleaner checkpoint).
+    pub cleaner_offset: u64,
+    /// The checkpoint as last written.
+    pub last_checkpoint: Checkpoint,
+}
+
+/// What one call of [`PartitionLog::maintain`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MaintenanceReport {
+    /// Whether an interval flush ran.
+    pub flushed: bool,
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+    /// Whether compaction ran, and how many records it removed.
+    pub compacted: bool,
+    /// Records removed by compaction.
+    pub records_removed: u64,
+}
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it if it was not closed cleanly.
+    ///
+    /// Errors: [`Error::InvalidConfig`], [`Error::DirectoryLocked`] if another handle has it open,
+    /// [`Error::Corrupt`] when damage below the recovery point is found and the config says
+    /// [`RecoveryMode::Refuse`](crate::RecoveryMode::Refuse), [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let lock = lock_dir(&dir)?;
+        let r = recovery::recover(&dir, &config)?;
+        let active = Arc::clone(
+            r.segments
+                .last()
+                .ok_or_else(|| Error::Failed("recovery left no segment".into()))?,
+        );
+        let log = PartitionLog {
+            dir,
+            _lock: lock,
+            segments: ArcSwap::from_pointee(r.segments),
+            writer: Mutex::new(Writer {
+                active,
+                state: r.state,
+            }),
+            maintenance: Mutex::new(MaintenanceState {
+                cleaner_offset: r.cleaner_offset,
+                last_checkpoint: r.checkpoint,
+            }),
+            log_end: AtomicU64::new(r.state.next_offset),
+            log_start: AtomicU64::new(r.log_start),
+            flushed: AtomicU64::new(r.checkpoint.recovery_point),
+            flush_lock: Mutex::new(()),
+            dir_dirty: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            opened_at: Instant::now(),
+            last_flush_ms: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
+            wait_cond: Condvar::new(),
+            config,
+        };
+        Ok(log)
+    }
+
+    /// The log's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// First offset still in the log (Kafka's log start offset).
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// Offset the next record will get (Kafka's log end offset; the high watermark of a log that
+    /// is not replicated).
+    pub fn log_end_offset(&self) -> u64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this is on disk (fsynced); appends at or above it may be lost by a power
+    /// cut (never by a process crash).
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Bytes of all segment files (`.log` only).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.load().iter().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.load().len()
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(why) = self.failed.lock().as_ref() {
+            return Err(Error::Failed(why.clone()));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------ appending
+
+    /// Appends `records` as one batch and returns their offsets. With [`Durability::Always`]
+    /// (the default) the batch is on disk when this returns.
+    ///
+    /// Errors: empty `records` ([`Error::InvalidArgument`]); a batch over `max_message_bytes`
+    /// ([`Error::RecordTooLarge`]); a record without a key in a compacted log
+    /// ([`Error::MissingKey`]); [`Error::Io`] (for example a full disk: nothing is appended and
+    /// later appends work again once there is room).
+    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument(
+                "cannot append an empty batch".into(),
+            ));
+        }
+        if self.config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+            return Err(Error::MissingKey);
+        }
+        ENCODE_BUF.with(|buf| {
+            let mut buf = buf
+                .try_borrow_mut()
+                .map_err(|_| Error::Failed("re-entrant append".into()))?;
+            buf.clear();
+            batch::encode_into(&mut buf, 0, records)?;
+            let header = BatchHeader::parse(&buf)?;
+            let info = self.append_encoded(&mut buf, &header);
+            if buf.capacity() > 4 << 20 {
+                *buf = Vec::new(); // do not keep a huge buffer per thread
+            }
+            info
+        })
+    }
+
+    /// Appends a batch that is already encoded (for example one a Kafka client sent), assigning it
+    /// the next offsets. The batch's other fields, its records and its CRC are kept as they are.
+    pub fn append_batch(&self, batch: &RecordBatch) -> Result<AppendInfo> {
+        let mut bytes = batch.as_bytes().to_vec();
+        let header = *batch.header();
+        if self.config.cleanup_policy.compacts() {
+            for r in batch.records() {
+                if r?.record.key.is_none() {
+                    return Err(Error::MissingKey);
+                }
+            }
+        }
+        self.append_encoded(&mut bytes, &header)
+    }
+
+    fn append_encoded(&self, bytes: &mut [u8], header: &BatchHeader) -> Result<AppendInfo> {
+        if bytes.len() > self.config.max_message_bytes {
+            return Err(Error::RecordTooLarge {
+                size: bytes.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let (base_offset, last_offset) = {
+            let mut w = self.writer.lock();
+            self.check_usable()?;
+            let base_offset = w.state.next_offset;
+            batch::set_base_offset(bytes, base_offset);
+            let mut header = *header;
+            header.base_offset = base_offset;
+            self.maybe_roll(&mut w, bytes.len() as u64, &header)?;
+            let was_empty = w.state.first_timestamp.is_none();
+            let Writer { active, state } = &mut *w;
+            active.append(state, bytes, &header, self.config.index_interval_bytes)?;
+            if was_empty {
+                // Roll by age is measured from when the segment got its first batch.
+                state.first_timestamp = Some(now_ms());
+            }
+            self.log_end
+                .store(header.last_offset() + 1, Ordering::Release);
+            (base_offset, header.last_offset())
+        };
+        self.notify_waiters();
+        let durable = match self.config.durability {
+            Durability::Always => {
+                self.flush_to(last_offset + 1)?;
+                true
+            }
+            Durability::Interval(every) => {
+                if self
+                    .millis_since_open()
+                    .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed))
+                    >= every.as_millis() as u64
+                {
+                    self.flush()?;
+                }
+                self.flushed_offset() > last_offset
+            }
+            Durability::None => false,
+        };
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: header.max_timestamp,
+            durable,
+        })
+    }
+
+    fn maybe_roll(&self, w: &mut Writer, len: u64, header: &BatchHeader) -> Result<()> {
+        let size = w.active.size();
+        if size == 0 {
+            return Ok(());
+        }
+        let too_big = size + len > self.config.segment_bytes;
+        let too_old = w.state.first_timestamp.is_some_and(|t| {
+            now_ms().saturating_sub(t) > self.config.segment_ms.as_millis() as i64
+        });
+        let offsets_overflow = header.last_offset() - w.active.base_offset() > u64::from(u32::MAX);
+        if too_big || too_old || offsets_overflow || w.active.indexes_full() {
+            self.roll(w)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    pub(crate) fn roll(&self, w: &mut Writer) -> Result<()> {
+        let base = w.state.next_offset;
+        let new = Arc::new(Segment::create(
+            &self.dir,
+            base,
+            self.config.index_entries() as usize,
+        )?);
+        // A failed seal only loses the index files' trim; they are rebuilt from the .log on use.
+        let _ = w.active.seal(&w.state);
+        self.segments.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(Arc::clone(&new));
+            list
+        });
+        w.active = new;
+        w.state = ActiveState::new(base);
+        self.dir_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------ flushing
+
+    /// Fsyncs everything appended so far; returns the new flushed offset.
+    pub fn flush(&self) -> Result<u64> {
+        self.flush_to(self.log_end_offset())?;
+        Ok(self.flushed_offset())
+    }
+
+    /// Makes every offset below `target` durable, sharing the fsync with other waiting threads.
+    fn flush_to(&self, target: u64) -> Result<()> {
+        if self.flushed.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _one_at_a_time = self.flush_lock.lock();
+        let flushed = self.flushed.load(Ordering::Acquire);
+        if flushed >= target {
+            return Ok(());
+        }
+        if let Some(why) = self.failed.lock().as_ref() {
+            return Err(Error::Failed(why.clone()));
+        }
+        let end = self.log_end.load(Ordering::Acquire);
+        let segments = self.segments.load();
+        let result = (|| -> Result<()> {
+            if self.dir_dirty.swap(false, Ordering::AcqRel) {
+                fsutil::sync_dir_of(&self.dir)?;
+            }
+            // Segments that may hold offsets in flushed..end: the one holding `flushed` and later.
+            let first = segments
+                .partition_point(|s| s.base_offset() <= flushed)
+                .saturating_sub(1);
+            for segment in &segments[first..] {
+                segment.sync(false)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // After a failed fsync the kernel may have dropped the dirty pages: refuse to go on
+            // (appends would be acknowledged on top of a hole). Reopening rescans the log.
+            *self.failed.lock() = Some(e.to_string());
+            return Err(e);
+        }
+        self.flushed.fetch_max(end, Ordering::AcqRel);
+        self.last_flush_ms
+            .store(self.millis_since_open(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn millis_since_open(&self) -> u64 {
+        self.opened_at.elapsed().as_millis() as u64
+    }
+
+    // ------------------------------------------------------------------------------ reading
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (but at
+    /// least one whole batch, so a reader always makes progress). Reading at the log end returns
+    /// empty data.
+    ///
+    /// Errors: [`Error::OffsetOutOfRange`] below the log start offset or past the log end offset;
+    /// [`Error::Corrupt`] if the index points into damaged bytes.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchData> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let end = self.log_end_offset();
+        let start = self.log_start_offset();
+        let mut data = FetchData {
+            bytes: Bytes::new(),
+            fetch_offset: offset,
+            high_watermark: end,
+            log_start_offset: start,
+        };
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        if offset == end {
+            return Ok(data);
+        }
+        let segments = self.segments.load();
+        let first = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in &segments[first..] {
+            if let Some(bytes) = segment.read(offset, max_bytes, end)? {
+                data.bytes = bytes;
+                return Ok(data);
+            }
+        }
+        Ok(data)
+    }
+
+    /// Reads and decodes the records at or after `offset` (see [`read`](Self::read)).
+    pub fn read_records(&self, offset: u64, max_bytes: usize) -> Result<Vec<OffsetRecord>> {
+        self.read(offset, max_bytes)?.records()
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp` (Kafka's
+    /// `offsetsForTimes`), or `None` if every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
+        let start = self.log_start_offset();
+        for segment in self.segments.load().iter() {
+            if segment.size() == 0 || segment.largest_timestamp()? < timestamp {
+                continue;
+            }
+            if let Some(offset) = segment.offset_for_timestamp(timestamp)? {
+                return Ok(Some(offset.max(start)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Blocks until the log end offset is past `offset` or `timeout` passes; returns whether it
+    /// is. Appends wake waiters without polling.
+    pub fn wait_for_offset(&self, offset: u64, timeout: Duration) -> bool {
+        if self.log_end_offset() > offset {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.wait_lock.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            if self.log_end_offset() > offset || self.closed.load(Ordering::Acquire) {
+                break self.log_end_offset() > offset;
+            }
+            if self.wait_cond.wait_until(&mut guard, deadline).timed_out() {
+                break self.log_end_offset() > offset;
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn notify_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.wait_lock.lock();
+            self.wait_cond.notify_all();
+        }
+    }
+
+    // ------------------------------------------------------------------------------ truncation
+
+    /// Removes every batch from the one holding `offset` onwards (replication needs this to drop
+    /// records a former leader never committed). Batches are never split, so the new log end
+    /// offset, which is returned, can be below `offset` if it fell inside a batch. Below the log
+    /// start offset the log is emptied and restarts at `offset`.
+    pub fn truncate_to(&self, offset: u64) -> Result<u64> {
+        let _m = self.maintenance.lock();
+        let mut w = self.writer.lock();
+        self.check_usable()?;
+        if offset >= w.state.next_offset {
+            return Ok(w.state.next_offset);
+        }
+        let segments = self.segments.load_full();
+        let entries = self.config.index_entries() as usize;
+        // Later segments go first, so a crash part-way leaves a prefix of the log.
+        let (list, active, new_state) = if offset <= self.log_start_offset() {
+            for s in segments.iter().rev() {
+                s.delete_files()?;
+            }
+            let fresh = Arc::new(Segment::create(&self.dir, offset, entries)?);
+            (vec![Arc::clone(&fresh)], fresh, ActiveState::new(offset))
+        } else {
+            let i = segments
+                .partition_point(|s| s.base_offset() <= offset)
+                .saturating_sub(1);
+            for s in segments[i + 1..].iter().rev() {
+                s.delete_files()?;
+            }
+            let target = Arc::new(Segment::open(&self.dir, segments[i].base_offset())?);
+            let state = target.truncate_from(offset, entries, self.config.index_interval_bytes)?;
+            let mut list = segments[..i].to_vec();
+            list.push(Arc::clone(&target));
+            (list, target, state)
+        };
+        self.segments.store(Arc::new(list));
+        if offset <= self.log_start_offset() {
+            self.log_start.store(offset, Ordering::Release);
+        }
+        w.active = active;
+        w.state = new_state;
+        self.log_end.store(new_state.next_offset, Ordering::Release);
+        self.flushed
+            .fetch_min(new_state.next_offset, Ordering::AcqRel);
+        fsutil::sync_dir_of(&self.dir)?;
+        Ok(new_state.next_offset)
+    }
+
+    // ------------------------------------------------------------------------------ closing
+
+    /// Closes the log cleanly: flushes everything, trims the active segment's indexes and writes
+    /// the clean-shutdown mark, so the next open does not scan.
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.notify_waiters();
+        if self.failed.lock().is_some() {
+            return Ok(()); // leave the unclean mark: the next open must scan
+        }
+        let mut m = self.maintenance.lock();
+        let w = self.writer.lock();
+        w.active.trim_log()?;
+        w.active.sync(false)?;
+        for s in self.segments.load().iter() {
+            s.sync(false)?;
+        }
+        w.active.seal(&w.state)?;
+        fsutil::sync_dir_of(&self.dir)?;
+        let end = w.state.next_offset;
+        let checkpoint = Checkpoint {
+            clean: true,
+            recovery_point: end,
+            log_start_offset: self.log_start_offset(),
+            cleaner_offset: m.cleaner_offset,
+            log_end_offset: end,
+        };
+        checkpoint.write(&self.dir)?;
+        m.last_checkpoint = checkpoint;
+        Ok(())
+    }
+
+    /// Drops the handle as a crashed process would: no flush, no clean-shutdown mark.
+    #[doc(hidden)]
+    pub fn simulate_crash(self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Writes the checkpoint (recovery point = flushed offset) if it changed.
+    pub(crate) fn write_checkpoint(&self, m: &mut MaintenanceState) -> Result<()> {
+        let checkpoint = Checkpoint {
+            clean: false,
+            recovery_point: self.flushed_offset().min(self.log_end_offset()),
+            log_start_offset: self.log_start_offset(),
+            cleaner_offset: m.cleaner_offset,
+            log_end_offset: self.log_end_offset(),
+        };
+        if checkpoint != m.last_checkpoint {
+            checkpoint.write(&self.dir)?;
+            m.last_checkpoint = checkpoint;
+        }
+        Ok(())
+    }
+
+    /// Runs the time-based work that is due: the interval flush, retention, compaction, and the
+    /// checkpoint of the recovery point. The broker's background thread calls this; a program that
+    /// uses a `PartitionLog` directly calls it from time to time (every second is plenty).
+    pub fn maintain(&self) -> Result<MaintenanceReport> {
+        self.maintain_at(now_ms())
+    }
+
+    /// [`maintain`](Self::maintain) with an explicit wall-clock time (milliseconds since the
+    /// epoch), for tests of retention.
+    #[doc(hidden)]
+    pub fn maintain_at(&self, now: i64) -> Result<MaintenanceReport> {
+        self.check_usable()?;
+        let mut report = MaintenanceReport::default();
+        if self.flushed_offset() < self.log_end_offset() {
+            let due = match self.config.durability {
+                Durability::Interval(every) => {
+                    self.millis_since_open()
+                        .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed))
+                        >= every.as_millis() as u64
+                }
+                // Sealed segments are flushed in the background, so the recovery point moves on
+                // even when the library never fsyncs on the append path (Kafka flushes on roll).
+                Durability::None => self.flushed_offset() < self.writer.lock().active.base_offset(),
+                Durability::Always => false,
+            };
+            if due {
+                self.flush()?;
+                report.flushed = true;
+            }
+        }
+        let mut m = self.maintenance.lock();
+        if self.config.cleanup_policy.deletes() {
+            report.segments_deleted = self.apply_retention(now)?;
+        }
+        if self.config.cleanup_policy.compacts() {
+            if let Some(stats) = super::compaction::compact_if_dirty(self, &mut m, now, false)? {
+                report.compacted = true;
+                report.records_removed = stats.records_removed;
+            }
+        }
+        self.write_checkpoint(&mut m)?;
+        Ok(report)
+    }
+
+    /// Forces a compaction of the sealed segments now, whatever the dirty ratio.
+    #[doc(hidden)]
+    pub fn compact_at(&self, now: i64) -> Result<u64> {
+        self.check_usable()?;
+        let mut m = self.maintenance.lock();
+        let removed = super::compaction::compact_if_dirty(self, &mut m, now, true)?
+            .map_or(0, |s| s.records_removed);
+        self.write_checkpoint(&mut m)?;
+        Ok(removed)
+    }
+
+    /// Seals the active segment now if it holds anything (tests and retention use it).
+    #[doc(hidden)]
+    pub fn roll_now(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_usable()?;
+        if w.active.size() > 0 {
+            self.roll(&mut w)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // Errors cannot be returned from drop; `close` reports them. A failed close leaves the
+        // unclean mark, so the next open recovers.
+        let _ = self.close_inner();
+    }
+}
+
+/// Takes the folder's lock file (`flock`), failing if another handle holds it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DirectoryLocked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// The lock file's name inside a partition folder.
+pub(crate) const LOCK_FILE: &str = "tidelog.lock";
+
+#[cfg(test)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<PartitionLog>();
+}
