@@ -573,7 +573,29 @@ impl Reader<'_> {
     }
 
     /// A zigzag varint of at most 5 bytes whose value fits 32 bits.
+    ///
+    /// Inlined fast path for the one- and two-byte varints that make up almost every record
+    /// (lengths below 8 KiB, small deltas); longer ones and errors go to `varint_slow`. Record
+    /// decoding calls this six times per record: a call per varint cost a third of the decode time.
+    #[allow(clippy::inline_always)] // measured: plain #[inline] left it a call
+    #[inline(always)]
     fn varint(&mut self, field: &str) -> Result<i32> {
+        let zigzag = |raw: u32| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
+        match self.bytes[self.pos..self.end] {
+            [b0, ..] if b0 & 0x80 == 0 => {
+                self.pos += 1;
+                Ok(zigzag(u32::from(b0)))
+            }
+            [b0, b1, ..] if b1 & 0x80 == 0 => {
+                self.pos += 2;
+                Ok(zigzag(u32::from(b0 & 0x7f) | u32::from(b1) << 7))
+            }
+            _ => self.varint_slow(field),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self, field: &str) -> Result<i32> {
         let mut raw = 0u32;
         for i in 0..5 {
             let b = self.byte(field)?;
@@ -622,6 +644,7 @@ impl Reader<'_> {
     }
 
     /// A varint length (-1 = null) and that many bytes, sliced from the batch.
+    #[inline]
     fn nullable_bytes(&mut self, field: &str) -> Result<Option<Bytes>> {
         match self.varint(field)? {
             -1 => Ok(None),

@@ -3,7 +3,10 @@
 //! Variants are grouped by what the caller can do about them:
 //!
 //! * **bad argument** — fix the call: [`Error::InvalidConfig`], [`Error::InvalidArgument`],
-//!   [`Error::OffsetOutOfRange`], [`Error::RecordTooLarge`], [`Error::MissingKey`];
+//!   [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::TopicExists`],
+//!   [`Error::InvalidTopicName`],
+//!   [`Error::OffsetOutOfRange`], [`Error::RecordTooLarge`], [`Error::MissingKey`],
+//!   [`Error::NoOffsetForPartition`], [`Error::PositionOutOfRange`], [`Error::Codec`];
 //! * **damaged data** — the bytes on disk or on the wire are not what was written:
 //!   [`Error::InvalidBatch`], [`Error::ChecksumMismatch`], [`Error::Corrupt`],
 //!   [`Error::UnsupportedCompression`];
@@ -65,6 +68,69 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+
+    /// No topic of that name exists (or it was deleted).
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+
+    /// The topic has no partition with that number.
+    #[error("topic `{topic}` has no partition {partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
+
+    /// A topic of that name exists already.
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+
+    /// A topic name that Kafka would refuse.
+    #[error("invalid topic name `{name}`: {reason}")]
+    InvalidTopicName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A consumer has no position for an assigned partition and its `auto_offset_reset` is
+    /// [`OffsetReset::None`](crate::OffsetReset::None) (Kafka's `NoOffsetForPartitionException`).
+    /// Seek the partition before polling.
+    #[error(
+        "partition {topic}-{partition} has no position and auto_offset_reset is none: seek it before polling"
+    )]
+    NoOffsetForPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// A consumer's position lies outside its partition's log (for example retention deleted it)
+    /// and its `auto_offset_reset` is [`OffsetReset::None`](crate::OffsetReset::None) (Kafka's
+    /// `OffsetOutOfRangeException`). Seek the partition into `log_start_offset..=log_end_offset`.
+    #[error(
+        "position {offset} of partition {topic}-{partition} is out of range (the log holds offsets \
+         {log_start_offset}..{log_end_offset}) and auto_offset_reset is none: seek it"
+    )]
+    PositionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The consumer's position.
+        offset: u64,
+        /// The first offset still in the log.
+        log_start_offset: u64,
+        /// The next offset to be written.
+        log_end_offset: u64,
+    },
+
+    /// A value could not be serialized, or a record's bytes could not be deserialized.
+    #[error(transparent)]
+    Codec(#[from] crate::codec::CodecError),
 
     /// A record without a key was appended to a compacted log; compaction needs a key.
     #[error("a compacted log only accepts records with a key")]

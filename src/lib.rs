@@ -39,16 +39,40 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod batch;
+mod broker;
+mod codec;
+mod consumer;
 mod error;
+mod partition;
+mod producer;
 mod record;
 mod storage;
+mod topic;
 
 pub use crate::batch::{BatchHeader, Compression, RecordBatch, Records, TimestampType};
+pub use crate::broker::{Broker, BrokerConfig, DEFAULT_DIR};
+#[cfg(feature = "json")]
+pub use crate::codec::JsonCodec;
+pub use crate::codec::{
+    BincodeCodec, BytesCodec, CodecError, Deserializer, Serializer, StringCodec,
+};
+pub use crate::consumer::{
+    Consumer, ConsumerConfig, ConsumerIter, ConsumerRecord, ConsumerRecords, DecodeError,
+    OffsetReset, RecordField, TypedConsumer, TypedRecord, WakeupHandle,
+};
 pub use crate::error::{Error, Result};
+pub use crate::partition::{Partition, TopicPartition};
+pub use crate::producer::{
+    murmur2, partition_for_key, to_positive, Partitioner, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata, SendFuture,
+};
 pub use crate::record::{Header, OffsetRecord, Record};
 pub use crate::storage::{
     AppendInfo, CleanupPolicy, Durability, FetchData, LogConfig, MaintenanceReport, PartitionLog,
     RecoveryMode,
+};
+pub use crate::topic::{
+    validate_topic_name, PartitionDescription, Topic, TopicDescription, MAX_TOPIC_NAME_LEN,
 };
 
 #[doc(hidden)]

@@ -20,12 +20,9 @@ fn all(log: &PartitionLog) -> Vec<OffsetRecord> {
     let mut out = Vec::new();
     let mut next = log.log_start_offset();
     while next < log.log_end_offset() {
-        let got = log.read_records(next, 1 << 20).unwrap();
-        match got.last() {
-            Some(last) => next = last.offset + 1,
-            None => break,
-        }
-        out.extend(got);
+        let data = log.read(next, 1 << 20).unwrap();
+        out.extend(data.records().unwrap());
+        next = data.next_offset();
     }
     out
 }
@@ -146,4 +143,29 @@ fn batches_keep_their_offset_range_when_records_are_removed() {
     );
     let offsets: Vec<u64> = data.records().unwrap().iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![2, 3]);
+}
+
+#[test]
+fn readers_move_past_batches_whose_last_records_were_compacted_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config()).unwrap();
+    // Offsets 0..=2 in one batch; the batch's last record (offset 2) is superseded by offset 3.
+    log.append(&[
+        Record::new("a", "1"),
+        Record::new("b", "1"),
+        Record::new("c", "old"),
+    ])
+    .unwrap();
+    log.append(&[Record::new("c", "new")]).unwrap();
+    log.roll_now().unwrap();
+    log.compact_at(0).unwrap();
+    let data = log.read(2, 1).unwrap(); // one batch: 0..=2
+    assert!(data.records().unwrap().is_empty(), "offset 2 is gone");
+    assert_eq!(
+        data.next_offset(),
+        3,
+        "but the reader is told to go on at 3"
+    );
+    let values: Vec<_> = all(&log).into_iter().map(|r| r.offset).collect();
+    assert_eq!(values, vec![0, 1, 3]);
 }

@@ -60,13 +60,24 @@ impl Checkpoint {
         if crc32fast::hash(&b[..40]) != crc {
             return None;
         }
-        Some(Checkpoint {
+        let checkpoint = Checkpoint {
             clean: b[5] & 1 == 1,
             recovery_point: u64_at(8),
             log_start_offset: u64_at(16),
             cleaner_offset: u64_at(24),
             log_end_offset: u64_at(32),
-        })
+        };
+        // Kafka offsets are signed 64-bit: anything larger was not written by us.
+        let offsets = [
+            checkpoint.recovery_point,
+            checkpoint.log_start_offset,
+            checkpoint.cleaner_offset,
+            checkpoint.log_end_offset,
+        ];
+        offsets
+            .iter()
+            .all(|&o| i64::try_from(o).is_ok())
+            .then_some(checkpoint)
     }
 
     /// Reads the checkpoint of `dir`; `None` if missing or damaged.

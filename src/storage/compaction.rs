@@ -129,7 +129,7 @@ pub(crate) fn compact_if_dirty(
         return Ok(None);
     }
     let ratio = dirty as f64 / (clean + dirty).max(1) as f64;
-    if !force && ratio < log.config.min_cleanable_dirty_ratio {
+    if !force && ratio < log.config.load().min_cleanable_dirty_ratio {
         return Ok(None);
     }
 
@@ -153,7 +153,8 @@ pub(crate) fn compact_if_dirty(
     for i in 0..sealed.len() {
         let span = segments[i + 1].base_offset() - sealed[start].base_offset();
         if i > start
-            && (bytes + sealed[i].size() > log.config.segment_bytes || span > u64::from(u32::MAX))
+            && (bytes + sealed[i].size() > log.config.load().segment_bytes
+                || span > u64::from(u32::MAX))
         {
             groups.push(start..i);
             start = i;
@@ -163,9 +164,14 @@ pub(crate) fn compact_if_dirty(
     }
     groups.push(start..sealed.len());
 
-    // 3 and 4.
-    let delete_horizon = now
-        .saturating_sub(i64::try_from(log.config.delete_retention.as_millis()).unwrap_or(i64::MAX));
+    // 3 and 4. Recovery takes segments at or past the checkpoint's cleaner offset to be free of
+    // offset gaps (never compacted); that must hold before the first swap commits, or a crash
+    // between the commit and the checkpoint below makes recovery cut compacted data as damage.
+    m.cleaner_offset = m.cleaner_offset.max(first_uncleanable);
+    log.write_checkpoint(m, false)?;
+    let delete_horizon = now.saturating_sub(
+        i64::try_from(log.config.load().delete_retention.as_millis()).unwrap_or(i64::MAX),
+    );
     let mut stats = CompactionStats::default();
     for group in groups {
         let members: Vec<Arc<Segment>> = segments[group.clone()].to_vec();
@@ -206,7 +212,7 @@ fn clean_group(
         .truncate(true)
         .open(&cleaned_path)
         .ctx(|| format!("creating {}", cleaned_path.display()))?;
-    let interval = log.config.index_interval_bytes;
+    let interval = log.config.load().index_interval_bytes;
     let mut state = ActiveState::new(base);
     let mut offsets: Vec<OffsetEntry> = Vec::new();
     let mut times: Vec<TimeEntry> = Vec::new();

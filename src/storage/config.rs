@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 
 /// When the log calls `fsync` (`fdatasync`) on its files.
@@ -9,7 +11,7 @@ use crate::error::{Error, Result};
 /// The default is [`Durability::Always`]: an embedded log has no replica to fall back on, so an
 /// acknowledged append must survive a power cut. Threads that append at the same time share one
 /// fsync (group commit), so the safe default stays fast under concurrency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Durability {
     /// The library never fsyncs on its own; the operating system writes dirty pages back when it
     /// likes. A process crash loses nothing; a power cut or kernel crash can lose recent appends.
@@ -24,7 +26,7 @@ pub enum Durability {
 }
 
 /// What the log does with old records (Kafka's `cleanup.policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CleanupPolicy {
     /// Delete whole old segments by age and size (default, Kafka's `delete`).
     #[default]
@@ -53,7 +55,7 @@ impl CleanupPolicy {
 
 /// What opening a log does when it finds damage in data that was already flushed (below the
 /// recovery point), as opposed to the torn tail of an unclean stop, which is always cut off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum RecoveryMode {
     /// Cut the log at the first damaged batch, as Kafka does; everything after it is dropped and
     /// the log opens (default).
@@ -77,7 +79,7 @@ pub enum RecoveryMode {
 ///     .durability(Durability::None);
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogConfig {
     pub(crate) segment_bytes: u64,
     pub(crate) segment_ms: Duration,

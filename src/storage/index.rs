@@ -406,7 +406,6 @@ impl<E: IndexEntry> Index<E> {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
 }
 
 /// Writes zeros to `file` from `from` to `to`, so the blocks are allocated now rather than when a

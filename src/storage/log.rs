@@ -13,9 +13,10 @@
 //!    `maintenance` mutex, so they never interleave with each other.
 //!
 //! Group commit: an appending thread that must wait for durability calls `flush_to(end)`. Only
-//! one thread fsyncs at a time (`flush_lock`); it first reads the current `log_end`, so one fsync
-//! covers every append published before it started, and threads that queued behind it find their
-//! offsets already flushed.
+//! one thread fsyncs at a time (the one that set `flush_lock`'s flag); it first reads the current
+//! `log_end`, so one fsync covers every append published before it started. The others sleep on
+//! `flush_done` without holding the lock; when the fsync ends they all wake, those it covered
+//! return, and one of the rest starts the next fsync.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -62,6 +63,7 @@ pub struct FetchData {
     pub high_watermark: u64,
     /// The log start offset when the read began.
     pub log_start_offset: u64,
+    next_offset: u64,
 }
 
 impl FetchData {
@@ -99,6 +101,28 @@ impl FetchData {
         Ok(out)
     }
 
+    /// Where the next read should start: one past the last offset of the last batch returned,
+    /// or, when none was, the log end offset if compaction left nothing from `fetch_offset` to
+    /// it. After compaction a batch can end in offsets whose records were removed, so this can
+    /// be past the last record returned; a reader that moves on from here never stalls on such a
+    /// gap (Kafka's consumer does the same).
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    fn offset_after_batches(&self) -> u64 {
+        let mut next = self.fetch_offset;
+        let mut rest = &self.bytes[..];
+        while let Ok(header) = BatchHeader::parse(rest) {
+            if header.total_len() > rest.len() {
+                break;
+            }
+            next = next.max(header.last_offset() + 1);
+            rest = &rest[header.total_len()..];
+        }
+        next
+    }
+
     /// True when no batch was returned.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
@@ -130,7 +154,7 @@ pub(crate) struct Writer {
 /// ```
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
-    pub(crate) config: LogConfig,
+    pub(crate) config: ArcSwap<LogConfig>,
     _lock: File,
     pub(crate) segments: ArcSwap<Vec<Arc<Segment>>>,
     pub(crate) writer: Mutex<Writer>,
@@ -138,13 +162,17 @@ pub struct PartitionLog {
     log_end: AtomicU64,
     pub(crate) log_start: AtomicU64,
     flushed: AtomicU64,
-    flush_lock: Mutex<()>,
+    /// True while a thread is fsyncing (see the module docs on group commit).
+    flush_lock: Mutex<bool>,
+    flush_done: Condvar,
     dir_dirty: AtomicBool,
     failed: Mutex<Option<String>>,
     closed: AtomicBool,
     opened_at: Instant,
     last_flush_ms: AtomicU64,
     waiters: AtomicUsize,
+    listeners: Mutex<Vec<std::sync::Weak<AppendSignal>>>,
+    listener_count: AtomicUsize,
     wait_lock: Mutex<()>,
     wait_cond: Condvar,
 }
@@ -155,6 +183,8 @@ pub(crate) struct MaintenanceState {
     pub cleaner_offset: u64,
     /// The checkpoint as last written.
     pub last_checkpoint: Checkpoint,
+    /// When it was written.
+    pub last_checkpoint_at: Instant,
 }
 
 /// What one call of [`PartitionLog::maintain`] did.
@@ -170,6 +200,9 @@ pub struct MaintenanceReport {
     /// Records removed by compaction.
     pub records_removed: u64,
 }
+
+/// How often the recovery point is written to the checkpoint while the log is open.
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 thread_local! {
     static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -192,31 +225,38 @@ impl PartitionLog {
                 .last()
                 .ok_or_else(|| Error::Failed("recovery left no segment".into()))?,
         );
+        let mut state = r.state;
+        if state.first_timestamp.is_some() {
+            // Roll by age counts from this open: records with old timestamps must not make every
+            // restart roll a new segment.
+            state.first_timestamp = Some(now_ms());
+        }
         let log = PartitionLog {
             dir,
             _lock: lock,
             segments: ArcSwap::from_pointee(r.segments),
-            writer: Mutex::new(Writer {
-                active,
-                state: r.state,
-            }),
+            writer: Mutex::new(Writer { active, state }),
             maintenance: Mutex::new(MaintenanceState {
                 cleaner_offset: r.cleaner_offset,
                 last_checkpoint: r.checkpoint,
+                last_checkpoint_at: Instant::now(),
             }),
             log_end: AtomicU64::new(r.state.next_offset),
             log_start: AtomicU64::new(r.log_start),
             flushed: AtomicU64::new(r.checkpoint.recovery_point),
-            flush_lock: Mutex::new(()),
+            flush_lock: Mutex::new(false),
+            flush_done: Condvar::new(),
             dir_dirty: AtomicBool::new(false),
             failed: Mutex::new(None),
             closed: AtomicBool::new(false),
             opened_at: Instant::now(),
             last_flush_ms: AtomicU64::new(0),
             waiters: AtomicUsize::new(0),
+            listeners: Mutex::new(Vec::new()),
+            listener_count: AtomicUsize::new(0),
             wait_lock: Mutex::new(()),
             wait_cond: Condvar::new(),
-            config,
+            config: ArcSwap::from_pointee(config),
         };
         Ok(log)
     }
@@ -226,9 +266,17 @@ impl PartitionLog {
         &self.dir
     }
 
-    /// The configuration the log was opened with.
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> LogConfig {
+        LogConfig::clone(&self.config.load())
+    }
+
+    /// Changes the configuration of the open log (Kafka's `alterConfigs` for a topic). New
+    /// segment, index and retention settings apply from the next append or maintenance pass.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config.store(Arc::new(config));
+        Ok(())
     }
 
     /// First offset still in the log (Kafka's log start offset).
@@ -278,12 +326,38 @@ impl PartitionLog {
     /// ([`Error::MissingKey`]); [`Error::Io`] (for example a full disk: nothing is appended and
     /// later appends work again once there is room).
     pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.encode_and_append(records, true)
+    }
+
+    /// Appends a batch that is already encoded (for example one a Kafka client sent), assigning it
+    /// the next offsets. The batch's other fields, its records and its CRC are kept as they are.
+    pub fn append_batch(&self, batch: &RecordBatch) -> Result<AppendInfo> {
+        let mut bytes = batch.as_bytes().to_vec();
+        let header = *batch.header();
+        if self.config.load().cleanup_policy.compacts() {
+            for r in batch.records() {
+                if r?.record.key.is_none() {
+                    return Err(Error::MissingKey);
+                }
+            }
+        }
+        self.append_encoded(&mut bytes, &header, true)
+    }
+
+    /// Appends like [`append`](Self::append) but never waits for an fsync, whatever the
+    /// durability policy: the caller waits with [`flush_until`](Self::flush_until) when it needs
+    /// to, so that a producer can keep sends in flight while earlier ones are being synced.
+    pub fn append_deferred(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.encode_and_append(records, false)
+    }
+
+    fn encode_and_append(&self, records: &[Record], wait: bool) -> Result<AppendInfo> {
         if records.is_empty() {
             return Err(Error::InvalidArgument(
                 "cannot append an empty batch".into(),
             ));
         }
-        if self.config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+        if self.config.load().cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
             return Err(Error::MissingKey);
         }
         ENCODE_BUF.with(|buf| {
@@ -293,7 +367,7 @@ impl PartitionLog {
             buf.clear();
             batch::encode_into(&mut buf, 0, records)?;
             let header = BatchHeader::parse(&buf)?;
-            let info = self.append_encoded(&mut buf, &header);
+            let info = self.append_encoded(&mut buf, &header, wait);
             if buf.capacity() > 4 << 20 {
                 *buf = Vec::new(); // do not keep a huge buffer per thread
             }
@@ -301,26 +375,16 @@ impl PartitionLog {
         })
     }
 
-    /// Appends a batch that is already encoded (for example one a Kafka client sent), assigning it
-    /// the next offsets. The batch's other fields, its records and its CRC are kept as they are.
-    pub fn append_batch(&self, batch: &RecordBatch) -> Result<AppendInfo> {
-        let mut bytes = batch.as_bytes().to_vec();
-        let header = *batch.header();
-        if self.config.cleanup_policy.compacts() {
-            for r in batch.records() {
-                if r?.record.key.is_none() {
-                    return Err(Error::MissingKey);
-                }
-            }
-        }
-        self.append_encoded(&mut bytes, &header)
-    }
-
-    fn append_encoded(&self, bytes: &mut [u8], header: &BatchHeader) -> Result<AppendInfo> {
-        if bytes.len() > self.config.max_message_bytes {
+    fn append_encoded(
+        &self,
+        bytes: &mut [u8],
+        header: &BatchHeader,
+        wait: bool,
+    ) -> Result<AppendInfo> {
+        if bytes.len() > self.config.load().max_message_bytes {
             return Err(Error::RecordTooLarge {
                 size: bytes.len(),
-                max: self.config.max_message_bytes,
+                max: self.config.load().max_message_bytes,
             });
         }
         let (base_offset, last_offset) = {
@@ -330,10 +394,21 @@ impl PartitionLog {
             batch::set_base_offset(bytes, base_offset);
             let mut header = *header;
             header.base_offset = base_offset;
+            if i64::try_from(header.last_offset()).is_err() {
+                return Err(Error::InvalidArgument(format!(
+                    "the log is full: offset {} would pass the largest Kafka offset",
+                    header.last_offset()
+                )));
+            }
             self.maybe_roll(&mut w, bytes.len() as u64, &header)?;
             let was_empty = w.state.first_timestamp.is_none();
             let Writer { active, state } = &mut *w;
-            active.append(state, bytes, &header, self.config.index_interval_bytes)?;
+            active.append(
+                state,
+                bytes,
+                &header,
+                self.config.load().index_interval_bytes,
+            )?;
             if was_empty {
                 // Roll by age is measured from when the segment got its first batch.
                 state.first_timestamp = Some(now_ms());
@@ -343,7 +418,8 @@ impl PartitionLog {
             (base_offset, header.last_offset())
         };
         self.notify_waiters();
-        let durable = match self.config.durability {
+        let durable = match self.config.load().durability {
+            _ if !wait => self.flushed_offset() > last_offset,
             Durability::Always => {
                 self.flush_to(last_offset + 1)?;
                 true
@@ -373,9 +449,9 @@ impl PartitionLog {
         if size == 0 {
             return Ok(());
         }
-        let too_big = size + len > self.config.segment_bytes;
+        let too_big = size + len > self.config.load().segment_bytes;
         let too_old = w.state.first_timestamp.is_some_and(|t| {
-            now_ms().saturating_sub(t) > self.config.segment_ms.as_millis() as i64
+            now_ms().saturating_sub(t) > self.config.load().segment_ms.as_millis() as i64
         });
         let offsets_overflow = header.last_offset() - w.active.base_offset() > u64::from(u32::MAX);
         if too_big || too_old || offsets_overflow || w.active.indexes_full() {
@@ -390,7 +466,7 @@ impl PartitionLog {
         let new = Arc::new(Segment::create(
             &self.dir,
             base,
-            self.config.index_entries() as usize,
+            self.config.load().index_entries() as usize,
         )?);
         // A failed seal only loses the index files' trim; they are rebuilt from the .log on use.
         let _ = w.active.seal(&w.state);
@@ -413,19 +489,38 @@ impl PartitionLog {
         Ok(self.flushed_offset())
     }
 
+    /// Makes every offset below `offset` durable (fsynced), sharing one fsync with the other
+    /// threads waiting at the same time (group commit). Returns at once if it already is.
+    pub fn flush_until(&self, offset: u64) -> Result<()> {
+        self.flush_to(offset.min(self.log_end_offset()))
+    }
+
     /// Makes every offset below `target` durable, sharing the fsync with other waiting threads.
     fn flush_to(&self, target: u64) -> Result<()> {
         if self.flushed.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let _one_at_a_time = self.flush_lock.lock();
+        // Wait while another thread fsyncs, then either find `target` flushed or fsync ourselves.
+        // (A mutex held across the fsync made the covered waiters leave one at a time, each after
+        // taking the mutex, while the thread that had just synced took it again for its next
+        // append: with 32 appending threads one fsync acknowledged about two appends.)
+        let mut syncing = self.flush_lock.lock();
+        loop {
+            if self.flushed.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            if let Some(why) = self.failed.lock().as_ref() {
+                return Err(Error::Failed(why.clone()));
+            }
+            if !*syncing {
+                break;
+            }
+            self.flush_done.wait(&mut syncing);
+        }
+        *syncing = true;
+        drop(syncing);
+        let _done = FlushDone(self);
         let flushed = self.flushed.load(Ordering::Acquire);
-        if flushed >= target {
-            return Ok(());
-        }
-        if let Some(why) = self.failed.lock().as_ref() {
-            return Err(Error::Failed(why.clone()));
-        }
         let end = self.log_end.load(Ordering::Acquire);
         let segments = self.segments.load();
         let result = (|| -> Result<()> {
@@ -476,6 +571,7 @@ impl PartitionLog {
             fetch_offset: offset,
             high_watermark: end,
             log_start_offset: start,
+            next_offset: offset,
         };
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange {
@@ -494,9 +590,13 @@ impl PartitionLog {
         for segment in &segments[first..] {
             if let Some(bytes) = segment.read(offset, max_bytes, end)? {
                 data.bytes = bytes;
+                data.next_offset = data.offset_after_batches();
                 return Ok(data);
             }
         }
+        // No batch below the end holds `offset` or anything after it: compaction removed every
+        // record from here to the end.
+        data.next_offset = end;
         Ok(data)
     }
 
@@ -546,6 +646,39 @@ impl PartitionLog {
             let _guard = self.wait_lock.lock();
             self.wait_cond.notify_all();
         }
+        if self.listener_count.load(Ordering::SeqCst) > 0 {
+            let mut listeners = self.listeners.lock();
+            listeners.retain(|l| match l.upgrade() {
+                Some(signal) => {
+                    signal.notify();
+                    true
+                }
+                None => false,
+            });
+            self.listener_count.store(listeners.len(), Ordering::SeqCst);
+        }
+    }
+
+    /// Registers `signal` to be notified after every append (and on close), until it is dropped.
+    /// A consumer that reads several logs waits on one signal registered with all of them.
+    pub(crate) fn add_listener(&self, signal: &Arc<AppendSignal>) {
+        let mut listeners = self.listeners.lock();
+        listeners.retain(|l| l.strong_count() > 0);
+        if !listeners
+            .iter()
+            .any(|l| std::ptr::eq(l.as_ptr(), Arc::as_ptr(signal)))
+        {
+            listeners.push(Arc::downgrade(signal));
+        }
+        self.listener_count.store(listeners.len(), Ordering::SeqCst);
+    }
+
+    /// Undoes [`add_listener`](Self::add_listener).
+    pub(crate) fn remove_listener(&self, signal: &Arc<AppendSignal>) {
+        let mut listeners = self.listeners.lock();
+        listeners
+            .retain(|l| l.strong_count() > 0 && !std::ptr::eq(l.as_ptr(), Arc::as_ptr(signal)));
+        self.listener_count.store(listeners.len(), Ordering::SeqCst);
     }
 
     // ------------------------------------------------------------------------------ truncation
@@ -555,6 +688,11 @@ impl PartitionLog {
     /// offset, which is returned, can be below `offset` if it fell inside a batch. Below the log
     /// start offset the log is emptied and restarts at `offset`.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
+        if i64::try_from(offset).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is past the largest Kafka offset"
+            )));
+        }
         let _m = self.maintenance.lock();
         let mut w = self.writer.lock();
         self.check_usable()?;
@@ -562,7 +700,7 @@ impl PartitionLog {
             return Ok(w.state.next_offset);
         }
         let segments = self.segments.load_full();
-        let entries = self.config.index_entries() as usize;
+        let entries = self.config.load().index_entries() as usize;
         // Later segments go first, so a crash part-way leaves a prefix of the log.
         let (list, active, new_state) = if offset <= self.log_start_offset() {
             for s in segments.iter().rev() {
@@ -578,7 +716,8 @@ impl PartitionLog {
                 s.delete_files()?;
             }
             let target = Arc::new(Segment::open(&self.dir, segments[i].base_offset())?);
-            let state = target.truncate_from(offset, entries, self.config.index_interval_bytes)?;
+            let state =
+                target.truncate_from(offset, entries, self.config.load().index_interval_bytes)?;
             let mut list = segments[..i].to_vec();
             list.push(Arc::clone(&target));
             (list, target, state)
@@ -640,8 +779,10 @@ impl PartitionLog {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// Writes the checkpoint (recovery point = flushed offset) if it changed.
-    pub(crate) fn write_checkpoint(&self, m: &mut MaintenanceState) -> Result<()> {
+    /// Writes the checkpoint (recovery point = flushed offset): at once when the log start or
+    /// cleaner offset moved, and at most every [`CHECKPOINT_INTERVAL`] when only the recovery
+    /// point did (a stale recovery point only makes the next unclean open scan a little more).
+    pub(crate) fn write_checkpoint(&self, m: &mut MaintenanceState, force: bool) -> Result<()> {
         let checkpoint = Checkpoint {
             clean: false,
             recovery_point: self.flushed_offset().min(self.log_end_offset()),
@@ -649,9 +790,15 @@ impl PartitionLog {
             cleaner_offset: m.cleaner_offset,
             log_end_offset: self.log_end_offset(),
         };
-        if checkpoint != m.last_checkpoint {
+        let last = m.last_checkpoint;
+        let structural = checkpoint.log_start_offset != last.log_start_offset
+            || checkpoint.cleaner_offset != last.cleaner_offset;
+        let due =
+            checkpoint != last && (force || m.last_checkpoint_at.elapsed() >= CHECKPOINT_INTERVAL);
+        if structural || due {
             checkpoint.write(&self.dir)?;
             m.last_checkpoint = checkpoint;
+            m.last_checkpoint_at = Instant::now();
         }
         Ok(())
     }
@@ -670,7 +817,7 @@ impl PartitionLog {
         self.check_usable()?;
         let mut report = MaintenanceReport::default();
         if self.flushed_offset() < self.log_end_offset() {
-            let due = match self.config.durability {
+            let due = match self.config.load().durability {
                 Durability::Interval(every) => {
                     self.millis_since_open()
                         .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed))
@@ -687,17 +834,24 @@ impl PartitionLog {
             }
         }
         let mut m = self.maintenance.lock();
-        if self.config.cleanup_policy.deletes() {
+        if self.config.load().cleanup_policy.deletes() {
             report.segments_deleted = self.apply_retention(now)?;
         }
-        if self.config.cleanup_policy.compacts() {
+        if self.config.load().cleanup_policy.compacts() {
             if let Some(stats) = super::compaction::compact_if_dirty(self, &mut m, now, false)? {
                 report.compacted = true;
                 report.records_removed = stats.records_removed;
             }
         }
-        self.write_checkpoint(&mut m)?;
+        self.write_checkpoint(&mut m, false)?;
         Ok(report)
+    }
+
+    /// Writes the checkpoint now, recovery point included (tests of recovery use it).
+    #[doc(hidden)]
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let mut m = self.maintenance.lock();
+        self.write_checkpoint(&mut m, true)
     }
 
     /// Forces a compaction of the sealed segments now, whatever the dirty ratio.
@@ -707,7 +861,7 @@ impl PartitionLog {
         let mut m = self.maintenance.lock();
         let removed = super::compaction::compact_if_dirty(self, &mut m, now, true)?
             .map_or(0, |s| s.records_removed);
-        self.write_checkpoint(&mut m)?;
+        self.write_checkpoint(&mut m, false)?;
         Ok(removed)
     }
 
@@ -728,6 +882,17 @@ impl Drop for PartitionLog {
         // Errors cannot be returned from drop; `close` reports them. A failed close leaves the
         // unclean mark, so the next open recovers.
         let _ = self.close_inner();
+    }
+}
+
+/// Ends a group-commit fsync (see `flush_to`): clears the flag and wakes the waiters, whatever
+/// happened to the fsync.
+struct FlushDone<'a>(&'a PartitionLog);
+
+impl Drop for FlushDone<'_> {
+    fn drop(&mut self) {
+        *self.0.flush_lock.lock() = false;
+        self.0.flush_done.notify_all();
     }
 }
 
@@ -759,4 +924,37 @@ pub(crate) const LOCK_FILE: &str = "tidelog.lock";
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<PartitionLog>();
+}
+
+/// A wake-up for threads that wait for appends to any of several logs: a counter that appends
+/// bump, and a condition variable to sleep on between bumps.
+#[derive(Debug, Default)]
+pub(crate) struct AppendSignal {
+    seq: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl AppendSignal {
+    /// Bumps the counter and wakes the waiter.
+    pub fn notify(&self) {
+        *self.seq.lock() += 1;
+        self.cond.notify_all();
+    }
+
+    /// The counter now; pass it to [`wait_past`](Self::wait_past) after checking for data, so an
+    /// append between the check and the wait is not missed.
+    pub fn current(&self) -> u64 {
+        *self.seq.lock()
+    }
+
+    /// Sleeps until the counter moves past `seen` or `deadline` passes; returns whether it moved.
+    pub fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
+        let mut seq = self.seq.lock();
+        while *seq == seen {
+            if self.cond.wait_until(&mut seq, deadline).timed_out() {
+                return *seq != seen;
+            }
+        }
+        true
+    }
 }

@@ -16,7 +16,7 @@
 mod checkpoint;
 mod compaction;
 mod config;
-mod fsutil;
+pub(crate) mod fsutil;
 mod index;
 mod log;
 mod recovery;
@@ -24,4 +24,5 @@ mod retention;
 mod segment;
 
 pub use self::config::{CleanupPolicy, Durability, LogConfig, RecoveryMode};
+pub(crate) use self::log::AppendSignal;
 pub use self::log::{AppendInfo, FetchData, MaintenanceReport, PartitionLog};

@@ -264,14 +264,29 @@ fn scan_from_recovery_point(
         // Segments compaction never rewrote have no offset gaps.
         let mut rebuilt =
             segment.rebuild(Some(interval), segment.base_offset() >= cleaner_offset)?;
-        if prev_next.is_some_and(|p| segment.base_offset() < p) {
+        let overlap = prev_next.is_some_and(|p| segment.base_offset() < p);
+        // After a segment compaction never rewrote, the next one starts right where it ended; a
+        // hole means its tail was lost while a later file survived (a power cut can do that).
+        let hole = j > 0
+            && segments[j - 1].base_offset() >= cleaner_offset
+            && prev_next.is_some_and(|p| segment.base_offset() > p);
+        if overlap || hole {
+            let why = if overlap {
+                "segment overlaps the previous one".to_string()
+            } else {
+                format!(
+                    "segment starts at offset {} but the previous one ends before offset {}",
+                    segment.base_offset(),
+                    prev_next.unwrap_or_default()
+                )
+            };
             rebuilt = Rebuilt {
                 offsets: Vec::new(),
                 times: Vec::new(),
                 state: ActiveState::new(segment.base_offset()),
                 end: super::segment::ScanEnd {
                     valid_end: 0,
-                    damage: Some("segment overlaps the previous one".into()),
+                    damage: Some(why),
                 },
             };
         }

@@ -20,6 +20,7 @@ impl PartitionLog {
     pub(crate) fn apply_retention(&self, now: i64) -> Result<usize> {
         let retention_ms = self
             .config
+            .load()
             .retention
             .map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
         let expired = |ts: i64| retention_ms.is_some_and(|r| ts < now.saturating_sub(r));
@@ -39,6 +40,7 @@ impl PartitionLog {
             let by_time = retention_ms.is_some() && expired(segment.largest_timestamp()?);
             let by_size = self
                 .config
+                .load()
                 .retention_bytes
                 .is_some_and(|limit| total - segment.size() >= limit);
             if !(by_time || by_size) {

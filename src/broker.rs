@@ -1,0 +1,472 @@
+//! The `Broker`: an opened tidelog directory with its topics.
+//!
+//! ```text
+//! <dir>/
+//!   LOCK                 flock held while a Broker has the directory open
+//!   meta/topics          topic names, partition counts and configs (see topic.rs)
+//!   <topic>-<partition>/ one PartitionLog folder per partition (see storage/)
+//! ```
+//!
+//! Invariants:
+//! 1. `meta/topics` is written before a topic's folders are created and after they are renamed
+//!    away on deletion, so a crash never leaves a listed topic's data in a folder of another
+//!    incarnation: folders ending in `-delete` are removed when the directory is opened.
+//! 2. Admin operations (create, delete, add partitions, change config) are serialized by the
+//!    `admin` mutex; reads of the topic map take a read lock only.
+//! 3. One background thread per opened directory runs each log's maintenance (interval flush,
+//!    retention, compaction, checkpoints). It shares only the topic map, never the broker itself,
+//!    so dropping the last `Broker` handle stops and joins it, releases `LOCK`, and the logs
+//!    close cleanly as their last handles go.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, IoContext, Result};
+use crate::partition::Partition;
+use crate::storage::{LogConfig, PartitionLog};
+use crate::topic::{
+    read_metadata, validate_topic_name, write_metadata, PartitionDescription, Topic,
+    TopicDescription, TopicMeta, TopicState,
+};
+
+/// The directory the examples use when given none.
+pub const DEFAULT_DIR: &str = "tidelog-data";
+
+/// Settings of an opened directory.
+///
+/// ```
+/// use std::time::Duration;
+/// use tidelog::{BrokerConfig, Durability, LogConfig};
+///
+/// let config = BrokerConfig::default()
+///     .topic_defaults(LogConfig::default().durability(Durability::None))
+///     .maintenance_interval(Duration::from_millis(50));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    topic_defaults: LogConfig,
+    maintenance_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            topic_defaults: LogConfig::default(),
+            maintenance_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Configuration of topics created with [`Broker::create_topic`]. Default: `LogConfig::default()`.
+    #[must_use]
+    pub fn topic_defaults(mut self, config: LogConfig) -> Self {
+        self.topic_defaults = config;
+        self
+    }
+
+    /// How often the background thread runs maintenance (interval flushes, retention,
+    /// compaction). Default 100 ms; an `Interval` durability shorter than this is flushed late.
+    #[must_use]
+    pub fn maintenance_interval(mut self, every: Duration) -> Self {
+        self.maintenance_interval = every;
+        self
+    }
+}
+
+/// An opened tidelog directory: topics, their partitions, and the background maintenance.
+///
+/// Cheap to clone (all clones share the directory) and `Send + Sync`. The directory stays open
+/// until the last clone and the last handle derived from it are dropped.
+///
+/// ```
+/// use tidelog::Broker;
+///
+/// let dir = tempfile::tempdir()?;
+/// let broker = Broker::open(dir.path())?;
+/// let topic = broker.create_topic("orders", 3)?;
+/// assert_eq!(topic.partition_count(), 3);
+/// assert_eq!(broker.topics(), vec!["orders".to_string()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<BrokerInner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct BrokerInner {
+    dir: PathBuf,
+    config: BrokerConfig,
+    _lock: File,
+    topics: Arc<TopicMap>,
+    admin: Mutex<()>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    maintenance_error: Arc<Mutex<Option<String>>>,
+}
+
+type TopicMap = RwLock<BTreeMap<String, Arc<TopicState>>>;
+
+impl Broker {
+    /// Opens (or creates) the directory at `path` with the default configuration.
+    pub fn open(path: impl AsRef<Path>) -> Result<Broker> {
+        Broker::open_with(path, BrokerConfig::default())
+    }
+
+    /// Opens (or creates) the directory at `path`: takes its lock, loads topic metadata,
+    /// recovers every partition, and starts the background thread.
+    ///
+    /// Errors: [`Error::DirectoryLocked`] if another `Broker` (in this process or another) has it
+    /// open; [`Error::Corrupt`] if `meta/topics` is damaged; what opening a partition can return.
+    pub fn open_with(path: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker> {
+        config.topic_defaults.validate()?;
+        if config.maintenance_interval.is_zero() {
+            return Err(Error::InvalidConfig {
+                key: "maintenance_interval",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        let dir = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let lock = lock_file(&dir)?;
+        remove_deleted_folders(&dir)?;
+        let mut topics = BTreeMap::new();
+        for meta in read_metadata(&metadata_path(&dir))? {
+            let state = open_topic(&dir, &meta)?;
+            topics.insert(meta.name.clone(), state);
+        }
+        let inner = Arc::new(BrokerInner {
+            dir,
+            config,
+            _lock: lock,
+            topics: Arc::new(RwLock::new(topics)),
+            admin: Mutex::new(()),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            thread: Mutex::new(None),
+            maintenance_error: Arc::new(Mutex::new(None)),
+        });
+        let handle = spawn_background(
+            Arc::clone(&inner.topics),
+            Arc::clone(&inner.maintenance_error),
+            Arc::clone(&inner.stop),
+            inner.config.maintenance_interval,
+        )?;
+        *inner.thread.lock() = Some(handle);
+        Ok(Broker { inner })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Creates a topic with `partitions` partitions and the broker's default topic configuration.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<Topic> {
+        self.create_topic_with(name, partitions, self.inner.config.topic_defaults.clone())
+    }
+
+    /// Creates a topic with its own configuration.
+    ///
+    /// Errors: [`Error::InvalidTopicName`], [`Error::TopicExists`], [`Error::InvalidArgument`]
+    /// for zero partitions, [`Error::InvalidConfig`].
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: LogConfig,
+    ) -> Result<Topic> {
+        validate_topic_name(name)?;
+        if partitions == 0 {
+            return Err(Error::InvalidArgument(
+                "a topic needs at least one partition".into(),
+            ));
+        }
+        config.validate()?;
+        let _admin = self.inner.admin.lock();
+        if self.inner.topics.read().contains_key(name) {
+            return Err(Error::TopicExists(name.to_string()));
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            partitions,
+            config,
+        };
+        let mut all = self.metadata();
+        all.push(meta.clone());
+        write_metadata(&metadata_path(&self.inner.dir), &all)?;
+        let state = match open_topic(&self.inner.dir, &meta) {
+            Ok(state) => state,
+            Err(e) => {
+                // Undo the listing; the folders opened so far are empty and harmless.
+                all.pop();
+                let _ = write_metadata(&metadata_path(&self.inner.dir), &all);
+                return Err(e);
+            }
+        };
+        self.inner
+            .topics
+            .write()
+            .insert(name.to_string(), Arc::clone(&state));
+        Ok(Topic { state })
+    }
+
+    /// The topic named `name`.
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.inner
+            .topics
+            .read()
+            .get(name)
+            .map(|state| Topic {
+                state: Arc::clone(state),
+            })
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    /// Partition `partition` of topic `topic`.
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Partition> {
+        self.topic(topic)?.partition(partition)
+    }
+
+    /// Names of all topics, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.topics.read().keys().cloned().collect()
+    }
+
+    /// A topic's configuration, and each partition's offsets and size.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let topic = self.topic(name)?;
+        let partitions = topic
+            .partitions()?
+            .iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition(),
+                log_start_offset: p.log_start_offset(),
+                log_end_offset: p.log_end_offset(),
+                size_bytes: p.size_bytes(),
+            })
+            .collect();
+        Ok(TopicDescription {
+            name: name.to_string(),
+            config: topic.config(),
+            partitions,
+        })
+    }
+
+    /// Deletes a topic and its data. Handles to it return [`Error::UnknownTopic`] from then on.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.inner.admin.lock();
+        let state = self
+            .inner
+            .topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
+        state.deleted.store(true, Ordering::Release);
+        // Invariant 1: rename the folders away, then forget the topic, then remove the data.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut doomed = Vec::new();
+        for p in 0..state.partitions.read().len() {
+            let from = partition_dir(&self.inner.dir, name, p as u32);
+            let to = self.inner.dir.join(format!("{name}-{p}.{stamp}-delete"));
+            if from.exists() {
+                std::fs::rename(&from, &to)
+                    .ctx(|| format!("renaming {} to {}", from.display(), to.display()))?;
+                doomed.push(to);
+            }
+        }
+        self.inner.topics.write().remove(name);
+        write_metadata(&metadata_path(&self.inner.dir), &self.metadata())?;
+        for dir in doomed {
+            std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions (Kafka's `createPartitions`; the count can only grow,
+    /// and keys may map to other partitions afterwards).
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
+        let _admin = self.inner.admin.lock();
+        let topic = self.topic(name)?;
+        let current = topic.partition_count();
+        if total <= current {
+            return Err(Error::InvalidArgument(format!(
+                "topic `{name}` has {current} partitions; the count can only grow"
+            )));
+        }
+        let config = topic.config();
+        let mut all = self.metadata();
+        if let Some(m) = all.iter_mut().find(|m| m.name == name) {
+            m.partitions = total;
+        }
+        write_metadata(&metadata_path(&self.inner.dir), &all)?;
+        let mut logs = Vec::new();
+        for p in current..total {
+            logs.push(Arc::new(PartitionLog::open(
+                partition_dir(&self.inner.dir, name, p),
+                config.clone(),
+            )?));
+        }
+        topic.state.partitions.write().extend(logs);
+        Ok(())
+    }
+
+    /// Changes a topic's configuration (Kafka's `alterConfigs`); applies to every partition.
+    pub fn set_topic_config(&self, name: &str, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        let _admin = self.inner.admin.lock();
+        let topic = self.topic(name)?;
+        let mut all = self.metadata();
+        if let Some(m) = all.iter_mut().find(|m| m.name == name) {
+            m.config = config.clone();
+        }
+        write_metadata(&metadata_path(&self.inner.dir), &all)?;
+        for log in topic.state.partitions.read().iter() {
+            log.set_config(config.clone())?;
+        }
+        topic.state.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// The last error the background maintenance met, if any (for example a failed fsync).
+    pub fn maintenance_error(&self) -> Option<String> {
+        self.inner.maintenance_error.lock().clone()
+    }
+
+    fn metadata(&self) -> Vec<TopicMeta> {
+        self.inner
+            .topics
+            .read()
+            .values()
+            .map(|t| t.meta())
+            .collect()
+    }
+}
+
+impl Drop for BrokerInner {
+    fn drop(&mut self) {
+        {
+            let (stopped, cond) = &*self.stop;
+            *stopped.lock() = true;
+            cond.notify_all();
+        }
+        // The thread holds no handle to the broker, so this is never the thread itself.
+        if let Some(handle) = self.thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn spawn_background(
+    topics: Arc<TopicMap>,
+    error: Arc<Mutex<Option<String>>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    every: Duration,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tidelog-maintenance".into())
+        .spawn(move || loop {
+            {
+                let (stopped, cond) = &*stop;
+                let mut stopped = stopped.lock();
+                if !*stopped {
+                    cond.wait_until(&mut stopped, Instant::now() + every);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            let logs: Vec<Arc<PartitionLog>> = topics
+                .read()
+                .values()
+                .flat_map(|t| t.partitions.read().clone())
+                .collect();
+            for log in logs {
+                if let Err(e) = log.maintain() {
+                    *error.lock() = Some(format!("{}: {e}", log.dir().display()));
+                }
+            }
+        })
+        .ctx(|| "starting the maintenance thread".to_string())
+}
+
+fn metadata_path(dir: &Path) -> PathBuf {
+    dir.join("meta").join("topics")
+}
+
+pub(crate) fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    dir.join(format!("{topic}-{partition}"))
+}
+
+fn open_topic(dir: &Path, meta: &TopicMeta) -> Result<Arc<TopicState>> {
+    let mut logs = Vec::with_capacity(meta.partitions as usize);
+    for p in 0..meta.partitions {
+        logs.push(Arc::new(PartitionLog::open(
+            partition_dir(dir, &meta.name, p),
+            meta.config.clone(),
+        )?));
+    }
+    Ok(Arc::new(TopicState {
+        name: meta.name.clone(),
+        config: ArcSwap::from_pointee(meta.config.clone()),
+        partitions: RwLock::new(logs),
+        deleted: std::sync::atomic::AtomicBool::new(false),
+    }))
+}
+
+fn remove_deleted_folders(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+        if entry.file_name().to_string_lossy().ends_with("-delete") && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path())
+                .ctx(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn lock_file(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DirectoryLocked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+#[cfg(test)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Broker>();
+    is::<Topic>();
+    is::<Partition>();
+}

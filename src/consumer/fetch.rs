@@ -1,0 +1,180 @@
+//! One assigned partition's fetch state, and the decoding of fetched batches into records.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::config::OffsetReset;
+use super::records::ConsumerRecord;
+use crate::batch::RecordBatch;
+use crate::error::{Error, Result};
+use crate::partition::{Partition, TopicPartition};
+
+/// How often a fetch resets and reads again when retention moves the log start under it.
+const OUT_OF_RANGE_RETRIES: usize = 3;
+
+/// What one poll's round over the partitions shares.
+pub(super) struct FetchContext {
+    pub out: Vec<ConsumerRecord>,
+    pub max_records: usize,
+    /// What is left of `fetch_max_bytes` for this poll.
+    pub bytes_left: usize,
+    pub partition_bytes: usize,
+    pub reset: OffsetReset,
+}
+
+/// An assigned partition (see the invariants in `mod.rs`).
+pub(super) struct Assigned {
+    pub tp: TopicPartition,
+    /// The topic's name, shared by the records returned.
+    pub topic: Arc<str>,
+    pub partition: Partition,
+    /// The next offset to return; `None` until `auto_offset_reset` or a seek sets it.
+    pub position: Option<u64>,
+    pub paused: bool,
+    /// Whole batches fetched and not yet returned (invariant 3).
+    buffer: Bytes,
+}
+
+impl Assigned {
+    pub fn new(tp: TopicPartition, partition: Partition) -> Self {
+        Assigned {
+            topic: Arc::from(tp.topic.as_str()),
+            tp,
+            partition,
+            position: None,
+            paused: false,
+            buffer: Bytes::new(),
+        }
+    }
+
+    pub fn seek(&mut self, offset: u64) {
+        self.position = Some(offset);
+        self.buffer = Bytes::new();
+    }
+
+    /// Whether a fetch could return something (or must reset); only atomics are read, so a
+    /// spinning poll can call it in a tight loop.
+    pub fn may_have_data(&self) -> bool {
+        !self.paused
+            && (!self.buffer.is_empty()
+                || self.position != Some(self.partition.log.log_end_offset()))
+    }
+
+    /// Sets the position by `policy`: the first one of a partition (`out_of_range` is `None`)
+    /// or after the log moved out from under it.
+    pub fn reset(
+        &mut self,
+        policy: OffsetReset,
+        out_of_range: Option<(u64, u64, u64)>,
+    ) -> Result<u64> {
+        let log = &self.partition.log;
+        let position = match policy {
+            OffsetReset::Earliest => log.log_start_offset(),
+            OffsetReset::Latest => log.log_end_offset(),
+            OffsetReset::None => {
+                return Err(match out_of_range {
+                    None => Error::NoOffsetForPartition {
+                        topic: self.tp.topic.clone(),
+                        partition: self.tp.partition,
+                    },
+                    Some((offset, log_start_offset, log_end_offset)) => Error::PositionOutOfRange {
+                        topic: self.tp.topic.clone(),
+                        partition: self.tp.partition,
+                        offset,
+                        log_start_offset,
+                        log_end_offset,
+                    },
+                })
+            }
+        };
+        self.seek(position);
+        Ok(position)
+    }
+
+    /// Appends this partition's next records to `ctx.out` (up to `ctx.max_records` in all),
+    /// reading from the log if nothing is buffered, and moves the position past them.
+    pub fn fetch_into(&mut self, ctx: &mut FetchContext) -> Result<()> {
+        // Fails once the topic is deleted.
+        self.partition.log()?;
+        let mut position = match self.position {
+            Some(position) => position,
+            None => self.reset(ctx.reset, None)?,
+        };
+        if self.buffer.is_empty() {
+            if ctx.bytes_left == 0 {
+                return Ok(());
+            }
+            let max_bytes = ctx.partition_bytes.min(ctx.bytes_left);
+            let mut tries = 0;
+            let data = loop {
+                match self.partition.log.read(position, max_bytes) {
+                    Ok(data) => break data,
+                    Err(Error::OffsetOutOfRange {
+                        offset,
+                        log_start_offset,
+                        log_end_offset,
+                    }) if tries < OUT_OF_RANGE_RETRIES => {
+                        tries += 1;
+                        position = self
+                            .reset(ctx.reset, Some((offset, log_start_offset, log_end_offset)))?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            ctx.bytes_left = ctx.bytes_left.saturating_sub(data.bytes.len());
+            if data.bytes.is_empty() {
+                // Compaction emptied everything from here to the end: move there.
+                position = position.max(data.next_offset());
+            }
+            self.buffer = data.bytes;
+        }
+        let mut rest = std::mem::take(&mut self.buffer);
+        let result = self.drain(&mut rest, &mut position, ctx);
+        self.position = Some(position);
+        if result.is_ok() {
+            self.buffer = rest;
+        }
+        result
+    }
+
+    /// Decodes records at or after `position` from the front of `rest`, leaving in `rest` the
+    /// batches not wholly returned.
+    fn drain(&self, rest: &mut Bytes, position: &mut u64, ctx: &mut FetchContext) -> Result<()> {
+        while !rest.is_empty() && ctx.out.len() < ctx.max_records {
+            let (batch, len) = RecordBatch::decode_first(rest)?;
+            let last_offset = batch.header().last_offset();
+            if last_offset >= *position {
+                let timestamp_type = batch.header().timestamp_type();
+                for record in batch.records() {
+                    let record = record?;
+                    if record.offset < *position {
+                        continue;
+                    }
+                    if ctx.out.len() >= ctx.max_records {
+                        // Full: this batch stays buffered for the next poll.
+                        return Ok(());
+                    }
+                    if ctx.out.capacity() == 0 {
+                        ctx.out.reserve(ctx.max_records.min(1024));
+                    }
+                    *position = record.offset + 1;
+                    ctx.out.push(ConsumerRecord {
+                        topic: Arc::clone(&self.topic),
+                        partition: self.tp.partition,
+                        offset: record.offset,
+                        timestamp: record.record.timestamp,
+                        timestamp_type,
+                        key: record.record.key,
+                        value: record.record.value,
+                        headers: record.record.headers,
+                    });
+                }
+            }
+            // Compaction can leave a batch's last offsets (or all of them) without records.
+            *position = (*position).max(last_offset + 1);
+            *rest = rest.slice(len..);
+        }
+        Ok(())
+    }
+}
