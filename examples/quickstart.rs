@@ -1,94 +1,108 @@
-//! The main example: a producer thread appends to a durable partition log while a consumer thread
-//! waits for new records and reads them, then the log is reopened to show the records survived.
+//! The main example: open a directory, create a topic, produce from one thread and consume in
+//! another, then reopen the directory and read everything again.
 //!
 //! ```text
-//! cargo run --example quickstart                 # uses ./tidelog-data/quickstart-0
-//! cargo run --example quickstart -- /some/dir    # or any folder
+//! cargo run --example quickstart                 # uses ./tidelog-data (tidelog::DEFAULT_DIR)
+//! cargo run --example quickstart -- /some/dir    # or any directory
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidelog::{LogConfig, PartitionLog, Record};
+use tidelog::{Broker, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord};
 
+const TOPIC: &str = "orders";
 const RECORDS: u64 = 10_000;
 
 fn main() -> Result<(), tidelog::Error> {
     let dir = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "tidelog-data/quickstart-0".to_string());
-    let log = Arc::new(PartitionLog::open(&dir, LogConfig::default())?);
-    let first = log.log_end_offset();
-    println!(
-        "opened {dir}: offsets {}..{}",
-        log.log_start_offset(),
-        first
-    );
-
-    let consumer = {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || -> Result<u64, tidelog::Error> {
-            let mut next = first;
-            let mut seen = 0;
-            while seen < RECORDS {
-                if !log.wait_for_offset(next, Duration::from_secs(5)) {
-                    break;
-                }
-                for r in log.read_records(next, 1 << 20)? {
-                    next = r.offset + 1;
-                    seen += 1;
-                }
-            }
-            Ok(seen)
-        })
+        .unwrap_or_else(|| tidelog::DEFAULT_DIR.to_string());
+    let broker = Broker::open(&dir)?;
+    let topic = match broker.topic(TOPIC) {
+        Ok(topic) => topic,
+        Err(tidelog::Error::UnknownTopic(_)) => broker.create_topic(TOPIC, 3)?,
+        Err(e) => return Err(e),
     };
-
-    let started = Instant::now();
-    for chunk in 0..RECORDS / 100 {
-        let batch: Vec<Record> = (0..100)
-            .map(|i| {
-                let n = chunk * 100 + i;
-                Record::new(
-                    format!("order-{}", n % 10),
-                    format!("{{\"order\":{n},\"amount\":{}}}", n * 3 % 97),
-                )
-                .with_header("source", "quickstart")
-            })
-            .collect();
-        // Durability::Always (the default): the batch is on disk when append returns.
-        log.append(&batch)?;
-    }
-    let produced = started.elapsed();
-    let seen = consumer.join().expect("consumer thread panicked")?;
+    let before: u64 = topic
+        .partitions()?
+        .iter()
+        .map(tidelog::Partition::log_end_offset)
+        .sum();
     println!(
-        "produced {RECORDS} records in 100-record batches in {:.1} ms ({:.0} records/s, fsync before each ack)",
-        produced.as_secs_f64() * 1e3,
-        RECORDS as f64 / produced.as_secs_f64()
+        "opened {dir}: topic `{TOPIC}` with {} partitions, {before} records so far",
+        topic.partition_count()
     );
-    println!("consumer read {seen} records as they arrived");
 
-    let last = log.read_records(log.log_end_offset() - 1, 1 << 20)?;
-    if let Some(r) = last.last() {
+    // A consumer in its own thread, subscribed to the topic, starting at the current end.
+    let mut consumer =
+        broker.consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Latest))?;
+    consumer.subscribe(&[TOPIC])?;
+    consumer.poll(Duration::ZERO)?; // take positions at the current end before producing
+    let reader = std::thread::spawn(move || -> Result<(u64, [u64; 3]), tidelog::Error> {
+        let (mut seen, mut per_partition) = (0u64, [0u64; 3]);
+        while seen < RECORDS {
+            let records = consumer.poll(Duration::from_secs(5))?;
+            if records.is_empty() {
+                break;
+            }
+            for r in &records {
+                seen += 1;
+                per_partition[r.partition as usize % 3] += 1;
+            }
+        }
+        Ok((seen, per_partition))
+    });
+
+    // A producer: sends are batched per partition; the topic's default durability
+    // (Durability::Always) makes each acknowledgement wait for fsync, shared by the batch.
+    let producer = Producer::new(
+        &broker,
+        ProducerConfig::default().linger(Duration::from_millis(2)),
+    )?;
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(RECORDS as usize);
+    for n in 0..RECORDS {
+        let record = ProducerRecord::new(
+            TOPIC,
+            format!("{{\"order\":{n},\"amount\":{}}}", n * 7 % 101),
+        )
+        .key(format!("customer-{}", n % 50))
+        .header("source", "quickstart");
+        pending.push(producer.send_async(record)?);
+    }
+    let last = pending
+        .iter()
+        .map(tidelog::SendFuture::wait)
+        .collect::<Result<Vec<_>, _>>()?;
+    let elapsed = started.elapsed();
+    println!(
+        "produced {RECORDS} records in {:.1} ms ({:.0} records/s, each acknowledged after fsync)",
+        elapsed.as_secs_f64() * 1e3,
+        RECORDS as f64 / elapsed.as_secs_f64()
+    );
+    if let Some(m) = last.last() {
         println!(
-            "last record: offset {} key {} value {}",
-            r.offset,
-            String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default()),
-            String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default())
+            "last record went to {}-{} at offset {}",
+            m.topic, m.partition, m.offset
         );
     }
-    let end = log.log_end_offset();
-    Arc::try_unwrap(log)
-        .map_err(|_| tidelog::Error::InvalidArgument("log still shared".into()))?
-        .close()?;
+    let (seen, per_partition) = reader.join().expect("consumer thread panicked")?;
+    println!("consumer received {seen} records as they arrived (per partition: {per_partition:?})");
+    drop((producer, topic, broker));
 
-    let reopened = PartitionLog::open(&dir, LogConfig::default())?;
-    println!(
-        "reopened: offsets {}..{} (was {end}), {} segment(s), {} bytes",
-        reopened.log_start_offset(),
-        reopened.log_end_offset(),
-        reopened.segment_count(),
-        reopened.size_bytes()
-    );
-    assert_eq!(reopened.log_end_offset(), end);
+    // Everything is on disk: reopen and read the whole topic from the beginning.
+    let broker = Broker::open(&dir)?;
+    let mut consumer =
+        broker.consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))?;
+    consumer.subscribe(&[TOPIC])?;
+    let mut total = 0;
+    loop {
+        let records = consumer.poll(Duration::from_millis(200))?;
+        if records.is_empty() {
+            break;
+        }
+        total += records.len();
+    }
+    println!("after reopening: {total} records in `{TOPIC}`");
     Ok(())
 }

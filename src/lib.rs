@@ -82,3 +82,8 @@ pub mod __private {
         encode_into, encode_retained, set_base_offset, HEADER_LEN, LOG_OVERHEAD,
     };
 }
+
+/// The README's example is compiled and run as a doc test, so the front door stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
