@@ -84,8 +84,10 @@ impl BrokerConfig {
 
 /// An opened tidelog directory: topics, their partitions, and the background maintenance.
 ///
-/// Cheap to clone (all clones share the directory) and `Send + Sync`. The directory stays open
-/// until the last clone and the last handle derived from it are dropped.
+/// Cheap to clone (all clones share the directory) and `Send + Sync`. The directory (its `LOCK`
+/// and the background maintenance) stays open until the last clone is dropped; producers and
+/// consumers hold a clone. `Topic` and `Partition` handles that outlive it still read and append,
+/// but without background maintenance (interval flushes, retention, compaction).
 ///
 /// ```
 /// use tidelog::Broker;
@@ -279,6 +281,11 @@ impl Broker {
             .cloned()
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
         state.deleted.store(true, Ordering::Release);
+        // The logs stop touching their folders before those are renamed and removed, so handles
+        // that outlive the topic never write into a new topic of the same name.
+        for log in state.partitions.read().iter() {
+            log.retire();
+        }
         // Invariant 1: rename the folders away, then forget the topic, then remove the data.
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -262,3 +262,33 @@ fn the_background_thread_applies_retention_and_stops_with_the_broker() {
         panic!("reopen failed: {e:?}");
     }
 }
+
+#[test]
+fn handles_of_a_deleted_topic_never_touch_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).unwrap();
+    let old = broker.create_topic_with("t", 1, quick()).unwrap();
+    let old_partition = old.partition(0).unwrap();
+    for i in 0..10 {
+        old_partition
+            .log()
+            .unwrap()
+            .append(&[Record::new("k", format!("{i}"))])
+            .unwrap();
+    }
+    broker.delete_topic("t").unwrap();
+    let new = broker.create_topic_with("t", 1, quick()).unwrap();
+    new.partition(0)
+        .unwrap()
+        .log()
+        .unwrap()
+        .append(&[Record::new("k", "fresh")])
+        .unwrap();
+    drop((old, old_partition)); // the old log's last handle: must not write into `t-0`
+    drop((new, broker));
+    let broker = Broker::open(dir.path()).unwrap();
+    let p = broker.partition("t", 0).unwrap();
+    assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, 1));
+    let records = p.log().unwrap().read_records(0, 1 << 20).unwrap();
+    assert_eq!(records[0].record.value.as_deref(), Some(&b"fresh"[..]));
+}

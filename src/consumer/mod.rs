@@ -511,7 +511,9 @@ impl Consumer {
                 return Ok(ConsumerRecords::default());
             }
             if !self.config.spin.is_zero() {
-                let spin_end = now + self.config.spin;
+                let spin_end = now
+                    .checked_add(self.config.spin)
+                    .unwrap_or(now + LONGEST_PARK);
                 if self.spin_until(deadline.map_or(spin_end, |d| d.min(spin_end))) {
                     continue;
                 }
@@ -520,7 +522,9 @@ impl Consumer {
                 .unwrap_or(now + LONGEST_PARK)
                 .min(now + LONGEST_PARK);
             if self.subscription.is_some() {
-                let refresh_at = metadata_checked + self.config.metadata_max_age;
+                let refresh_at = metadata_checked
+                    .checked_add(self.config.metadata_max_age)
+                    .unwrap_or(now + LONGEST_PARK);
                 if now >= refresh_at {
                     self.refresh_subscription();
                     metadata_checked = now;

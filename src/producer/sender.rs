@@ -254,7 +254,7 @@ impl Shared {
         queue: &Arc<PartitionQueue>,
         batch: &Arc<BatchCompletion>,
     ) -> bool {
-        let deadline = Instant::now() + self.config.linger;
+        let deadline = crate::storage::deadline_after(self.config.linger);
         let mut c = self.control.lock();
         if c.stop {
             return false;
@@ -420,6 +420,16 @@ fn run_sender(shared: &Shared) {
 }
 
 fn run_syncer(shared: &Shared) {
+    /// Marks the syncer gone however it ends, a panic included, so `flush` and drop never wait
+    /// for it forever.
+    struct Exit<'a>(&'a Shared);
+    impl Drop for Exit<'_> {
+        fn drop(&mut self) {
+            self.0.sync.lock().exited = true;
+            self.0.sync_progress.notify_all();
+        }
+    }
+    let _exit = Exit(shared);
     let mut pending = Vec::new();
     loop {
         let taken = {

@@ -278,6 +278,9 @@ fn clean_group(
         )
     })?;
     fsutil::sync_dir_of(dir)?;
+    for member in members {
+        member.retire();
+    }
     super::recovery::complete_swap(dir, base, end, &swap_name)?;
 
     let segment = Segment::open(dir, base)?;

@@ -65,7 +65,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
     if !rest.starts_with('.') {
         return None;
     }
-    digits.parse().ok().map(|base| (base, rest))
+    // Kafka offsets are signed 64-bit: a larger name was not written by tidelog or Kafka.
+    digits.parse::<i64>().ok().map(|base| (base as u64, rest))
 }
 
 /// Removes a file, treating "already gone" as success.
@@ -92,6 +93,11 @@ mod tests {
         );
         assert_eq!(parse_segment_name("0000000000000000123x.log"), None);
         assert_eq!(parse_segment_name("99999999999999999999.log"), None);
+        assert_eq!(parse_segment_name("18446744073709551615.log"), None);
+        assert_eq!(
+            parse_segment_name("09223372036854775807.log"),
+            Some((i64::MAX as u64, ".log"))
+        );
         assert_eq!(
             with_suffix(&p, ".tmp"),
             Path::new("/d/00000000000000001234.log.tmp")

@@ -332,8 +332,18 @@ impl PartitionLog {
     /// Appends a batch that is already encoded (for example one a Kafka client sent), assigning it
     /// the next offsets. The batch's other fields, its records and its CRC are kept as they are.
     pub fn append_batch(&self, batch: &RecordBatch) -> Result<AppendInfo> {
-        let mut bytes = batch.as_bytes().to_vec();
         let header = *batch.header();
+        // As Kafka's log validator: a client's batch holds one record per offset, so the log end
+        // moves by exactly its record count.
+        if header.record_count == 0
+            || u64::from(header.last_offset_delta) + 1 != u64::from(header.record_count)
+        {
+            return Err(Error::InvalidBatch(format!(
+                "a produced batch must hold one record per offset: {} records, last offset delta {}",
+                header.record_count, header.last_offset_delta
+            )));
+        }
+        let mut bytes = batch.as_bytes().to_vec();
         if self.config.load().cleanup_policy.compacts() {
             for r in batch.records() {
                 if r?.record.key.is_none() {
@@ -413,8 +423,9 @@ impl PartitionLog {
                 // Roll by age is measured from when the segment got its first batch.
                 state.first_timestamp = Some(now_ms());
             }
+            // SeqCst pairs with the SeqCst `waiters` handshake in `wait_for_offset`/`notify_waiters`.
             self.log_end
-                .store(header.last_offset() + 1, Ordering::Release);
+                .store(header.last_offset() + 1, Ordering::SeqCst);
             (base_offset, header.last_offset())
         };
         self.notify_waiters();
@@ -425,11 +436,7 @@ impl PartitionLog {
                 true
             }
             Durability::Interval(every) => {
-                if self
-                    .millis_since_open()
-                    .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed))
-                    >= every.as_millis() as u64
-                {
+                if self.interval_flush_due(every) {
                     self.flush()?;
                 }
                 self.flushed_offset() > last_offset
@@ -451,7 +458,8 @@ impl PartitionLog {
         }
         let too_big = size + len > self.config.load().segment_bytes;
         let too_old = w.state.first_timestamp.is_some_and(|t| {
-            now_ms().saturating_sub(t) > self.config.load().segment_ms.as_millis() as i64
+            i128::from(now_ms().saturating_sub(t))
+                > self.config.load().segment_ms.as_millis() as i128
         });
         let offsets_overflow = header.last_offset() - w.active.base_offset() > u64::from(u32::MAX);
         if too_big || too_old || offsets_overflow || w.active.indexes_full() {
@@ -468,6 +476,8 @@ impl PartitionLog {
             base,
             self.config.load().index_entries() as usize,
         )?);
+        // Bytes a failed write left past the end must not become part of a sealed segment.
+        w.active.trim_log()?;
         // A failed seal only loses the index files' trim; they are rebuilt from the .log on use.
         let _ = w.active.seal(&w.state);
         self.segments.rcu(|list| {
@@ -549,7 +559,14 @@ impl PartitionLog {
     }
 
     fn millis_since_open(&self) -> u64 {
-        self.opened_at.elapsed().as_millis() as u64
+        u64::try_from(self.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn interval_flush_due(&self, every: Duration) -> bool {
+        let since = self
+            .millis_since_open()
+            .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed));
+        u128::from(since) >= every.as_millis()
     }
 
     // ------------------------------------------------------------------------------ reading
@@ -626,7 +643,7 @@ impl PartitionLog {
         if self.log_end_offset() > offset {
             return true;
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut guard = self.wait_lock.lock();
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let result = loop {
@@ -693,17 +710,21 @@ impl PartitionLog {
                 "offset {offset} is past the largest Kafka offset"
             )));
         }
-        let _m = self.maintenance.lock();
+        let mut m = self.maintenance.lock();
         let mut w = self.writer.lock();
         self.check_usable()?;
         if offset >= w.state.next_offset {
             return Ok(w.state.next_offset);
         }
+        // No fsync may run while offsets are taken back: it could count offsets appended after
+        // the truncation as flushed when it only synced the bytes from before.
+        let _no_flush = self.hold_flush();
         let segments = self.segments.load_full();
         let entries = self.config.load().index_entries() as usize;
         // Later segments go first, so a crash part-way leaves a prefix of the log.
         let (list, active, new_state) = if offset <= self.log_start_offset() {
             for s in segments.iter().rev() {
+                s.retire();
                 s.delete_files()?;
             }
             let fresh = Arc::new(Segment::create(&self.dir, offset, entries)?);
@@ -713,14 +734,13 @@ impl PartitionLog {
                 .partition_point(|s| s.base_offset() <= offset)
                 .saturating_sub(1);
             for s in segments[i + 1..].iter().rev() {
+                s.retire();
                 s.delete_files()?;
             }
-            let target = Arc::new(Segment::open(&self.dir, segments[i].base_offset())?);
+            let target = Arc::clone(&segments[i]);
             let state =
                 target.truncate_from(offset, entries, self.config.load().index_interval_bytes)?;
-            let mut list = segments[..i].to_vec();
-            list.push(Arc::clone(&target));
-            (list, target, state)
+            (segments[..=i].to_vec(), target, state)
         };
         self.segments.store(Arc::new(list));
         if offset <= self.log_start_offset() {
@@ -728,11 +748,38 @@ impl PartitionLog {
         }
         w.active = active;
         w.state = new_state;
-        self.log_end.store(new_state.next_offset, Ordering::Release);
+        self.log_end.store(new_state.next_offset, Ordering::SeqCst);
         self.flushed
             .fetch_min(new_state.next_offset, Ordering::AcqRel);
+        m.cleaner_offset = m.cleaner_offset.min(new_state.next_offset);
         fsutil::sync_dir_of(&self.dir)?;
+        // The log start and cleaner offset may have moved back: record them before any append.
+        self.write_checkpoint(&mut m, true)?;
         Ok(new_state.next_offset)
+    }
+
+    /// Waits until no group-commit fsync runs and keeps new ones from starting until the
+    /// returned guard is dropped.
+    fn hold_flush(&self) -> FlushDone<'_> {
+        let mut syncing = self.flush_lock.lock();
+        while *syncing {
+            self.flush_done.wait(&mut syncing);
+        }
+        *syncing = true;
+        FlushDone(self)
+    }
+
+    /// Takes the log out of service without touching its folder again (no flush, no checkpoint,
+    /// no maintenance): for a deleted topic, whose folder is renamed away and removed, and whose
+    /// name a new topic may take at once. Later calls return [`Error::Closed`].
+    pub(crate) fn retire(&self) {
+        let _m = self.maintenance.lock();
+        let _w = self.writer.lock();
+        self.closed.store(true, Ordering::Release);
+        for s in self.segments.load().iter() {
+            s.retire();
+        }
+        self.notify_waiters();
     }
 
     // ------------------------------------------------------------------------------ closing
@@ -818,11 +865,7 @@ impl PartitionLog {
         let mut report = MaintenanceReport::default();
         if self.flushed_offset() < self.log_end_offset() {
             let due = match self.config.load().durability {
-                Durability::Interval(every) => {
-                    self.millis_since_open()
-                        .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed))
-                        >= every.as_millis() as u64
-                }
+                Durability::Interval(every) => self.interval_flush_due(every),
                 // Sealed segments are flushed in the background, so the recovery point moves on
                 // even when the library never fsyncs on the append path (Kafka flushes on roll).
                 Durability::None => self.flushed_offset() < self.writer.lock().active.base_offset(),
@@ -957,4 +1000,11 @@ impl AppendSignal {
         }
         true
     }
+}
+
+/// `Instant::now() + timeout`, or a deadline decades away when that would overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -24,5 +24,5 @@ mod retention;
 mod segment;
 
 pub use self::config::{CleanupPolicy, Durability, LogConfig, RecoveryMode};
-pub(crate) use self::log::AppendSignal;
+pub(crate) use self::log::{deadline_after, AppendSignal};
 pub use self::log::{AppendInfo, FetchData, MaintenanceReport, PartitionLog};

@@ -54,7 +54,7 @@ pub(crate) fn parse_swap_name(name: &str) -> Option<(u64, u64)> {
     let (base, rest) = parse_segment_name(name)?;
     let end = rest.strip_prefix(".log.")?.strip_suffix(".swap")?;
     (end.len() == 20 && end.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
-    Some((base, end.parse().ok()?))
+    Some((base, end.parse::<i64>().ok()? as u64))
 }
 
 /// Finishes a committed compaction (step 2).

@@ -62,6 +62,7 @@ impl PartitionLog {
                 .collect::<Vec<_>>()
         });
         for segment in &doomed {
+            segment.retire();
             segment.delete_files()?;
         }
         fsutil::sync_dir_of(&self.dir)?;

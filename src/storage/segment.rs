@@ -21,7 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{RwLock, RwLockReadGuard};
@@ -129,6 +129,9 @@ pub(crate) struct Segment {
     size: AtomicU64,
     max_timestamp: AtomicI64,
     indexes: RwLock<Option<Indexes>>,
+    /// Set when the segment left the log (retention, compaction, truncation): from then on it
+    /// never writes index files, whose paths may belong to its successor.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -203,6 +206,7 @@ impl Segment {
             size: AtomicU64::new(size),
             max_timestamp: AtomicI64::new(UNKNOWN_TS),
             indexes: RwLock::new(None),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -357,11 +361,20 @@ impl Segment {
             }
         }
         let mut guard = self.indexes.write();
-        if guard.is_none() {
+        // A retired segment's readers scan without an index (see `retire`).
+        if guard.is_none() && !self.retired.load(Ordering::Acquire) {
             *guard = Some(self.load_sealed_indexes()?);
         }
         drop(guard);
         Ok(self.indexes.read())
+    }
+
+    /// Marks the segment as no longer part of the log, before its files are deleted or replaced.
+    /// Readers still holding it keep reading its `.log` through the open file, but never load or
+    /// rebuild index files again: those paths may already belong to the segment that replaced it.
+    pub fn retire(&self) {
+        let _no_loader_running = self.indexes.write();
+        self.retired.store(true, Ordering::Release);
     }
 
     fn load_sealed_indexes(&self) -> Result<Indexes> {
@@ -502,27 +515,34 @@ impl Segment {
     /// Makes this segment the active one after a scan: cuts the `.log` at `end`, preallocates and
     /// maps its indexes with the rebuilt entries.
     pub fn activate(&self, rebuilt: &Rebuilt, index_entries: usize) -> Result<()> {
-        let dir = self.dir().to_path_buf();
+        let mut guard = self.indexes.write();
+        // Drop any old mapping before the files are resized: a mapping of a shrunk file faults.
+        *guard = None;
+        *guard = Some(self.active_indexes(rebuilt, index_entries)?);
+        self.size.store(rebuilt.end.valid_end, Ordering::Release);
+        self.trim_log()?;
+        self.max_timestamp
+            .store(rebuilt.state.max_timestamp, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn active_indexes(&self, rebuilt: &Rebuilt, index_entries: usize) -> Result<Indexes> {
+        let dir = self.dir();
         let mut offsets = Index::open_active(
-            &segment_file(&dir, self.base_offset, "index"),
+            &segment_file(dir, self.base_offset, "index"),
             self.base_offset,
             index_entries,
             0,
         )?;
         let mut times = Index::open_active(
-            &segment_file(&dir, self.base_offset, "timeindex"),
+            &segment_file(dir, self.base_offset, "timeindex"),
             self.base_offset,
             index_entries,
             0,
         )?;
         fill(&mut offsets, &rebuilt.offsets)?;
         fill(&mut times, &rebuilt.times)?;
-        self.size.store(rebuilt.end.valid_end, Ordering::Release);
-        self.trim_log()?;
-        self.max_timestamp
-            .store(rebuilt.state.max_timestamp, Ordering::Relaxed);
-        *self.indexes.write() = Some(Indexes { offsets, times });
-        Ok(())
+        Ok(Indexes { offsets, times })
     }
 
     /// Walks the batches from `from` to the published end. `f(position, header, bytes)` is called
@@ -846,11 +866,17 @@ impl Segment {
         interval: u64,
     ) -> Result<ActiveState> {
         let cut = self.locate(offset)?.map_or(self.size(), |(p, _)| p);
+        // Readers wait on the index lock until the segment is whole again; the old mapping goes
+        // before the index files are resized (a mapping of a shrunk file faults on access).
+        let mut guard = self.indexes.write();
+        *guard = None;
         self.size.store(cut, Ordering::Release);
         self.trim_log()?;
-        *self.indexes.write() = None;
         let rebuilt = self.rebuild(Some(interval), false)?;
-        self.activate(&rebuilt, index_entries)?;
+        *guard = Some(self.active_indexes(&rebuilt, index_entries)?);
+        self.size.store(rebuilt.end.valid_end, Ordering::Release);
+        self.max_timestamp
+            .store(rebuilt.state.max_timestamp, Ordering::Relaxed);
         Ok(rebuilt.state)
     }
 
