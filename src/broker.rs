@@ -146,7 +146,7 @@ impl Broker {
         }
         let dir = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let lock = lock_file(&dir)?;
+        let lock = crate::storage::fsutil::lock_dir(&dir, "LOCK")?;
         remove_deleted_folders(&dir)?;
         let mut topics = BTreeMap::new();
         for meta in read_metadata(&metadata_path(&dir))? {
@@ -448,26 +448,6 @@ fn remove_deleted_folders(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn lock_file(dir: &Path) -> Result<File> {
-    let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .ctx(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DirectoryLocked {
-            path: dir.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("locking {}", path.display()), e))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //!    segment (`segment_bytes`, and offsets within `u32` of the group's base offset).
 //! 3. For each group with base offset `B`, followed by the segment with base offset `N`, write
 //!    the records to keep into `<B>.log.cleaned`: a record is kept when it is the newest of its
-//!    key, unless it is a tombstone older than `delete_retention`. A batch that keeps every record
+//!    key, unless it is a tombstone older than `delete_retention`. (Kafka counts
+//!    `delete.retention.ms` from the first cleaning that saw the tombstone; tidelog counts it from
+//!    the tombstone's own timestamp, so a tombstone stamped long ago goes at the next pass.) A batch that keeps every record
 //!    is copied as it is; one that keeps some is rewritten with the same base offset and last
 //!    offset delta; one that keeps none is dropped. A compressed batch is copied as it is.
 //! 4. Commit, crash-safe at every step:

@@ -168,7 +168,8 @@ impl LogConfig {
         self
     }
 
-    /// How long compaction keeps tombstones (`delete.retention.ms`). Default 1 day.
+    /// How long compaction keeps tombstones (`delete.retention.ms`), counted from the tombstone's
+    /// timestamp (Kafka counts from the first cleaning that saw it). Default 1 day.
     #[must_use]
     pub fn delete_retention(mut self, age: Duration) -> Self {
         self.delete_retention = age;

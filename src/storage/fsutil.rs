@@ -69,6 +69,25 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
     digits.parse::<i64>().ok().map(|base| (base as u64, rest))
 }
 
+/// Takes the lock file `name` in `dir` (`flock`, exclusive), failing with
+/// [`Error::DirectoryLocked`](crate::Error::DirectoryLocked) if another handle, in this process or
+/// another, holds it. The lock lasts as long as the returned file is open.
+pub(crate) fn lock_dir(dir: &Path, name: &str) -> Result<File> {
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::DirectoryLocked { path: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(crate::Error::io(format!("locking {}", path.display()), e)),
+    }
+}
+
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {

@@ -218,7 +218,7 @@ impl PartitionLog {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let lock = lock_dir(&dir)?;
+        let lock = fsutil::lock_dir(&dir, LOCK_FILE)?;
         let r = recovery::recover(&dir, &config)?;
         let active = Arc::clone(
             r.segments
@@ -936,27 +936,6 @@ impl Drop for FlushDone<'_> {
     fn drop(&mut self) {
         *self.0.flush_lock.lock() = false;
         self.0.flush_done.notify_all();
-    }
-}
-
-/// Takes the folder's lock file (`flock`), failing if another handle holds it.
-fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .ctx(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DirectoryLocked {
-            path: dir.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("locking {}", path.display()), e))
-        }
     }
 }
 
