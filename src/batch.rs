@@ -511,8 +511,12 @@ impl Records<'_> {
         let header_count = r.varint("headerCount")?;
         let header_count = usize::try_from(header_count)
             .map_err(|_| r.error(format!("headerCount {header_count} is negative")))?;
-        // Each header takes at least two bytes; never trust the count for the allocation.
-        let mut headers = Vec::with_capacity(header_count.min((r.end - r.pos) / 2));
+        // Each header takes at least two bytes; never trust the count for the allocation. Most
+        // records have none: skip the allocation call (an empty Vec does not allocate).
+        let mut headers = Vec::new();
+        if header_count > 0 {
+            headers.reserve_exact(header_count.min((r.end - r.pos) / 2));
+        }
         for _ in 0..header_count {
             let key_len = r.varint("header key length")?;
             let key_len = usize::try_from(key_len)
@@ -613,7 +617,28 @@ impl Reader<'_> {
     }
 
     /// A zigzag varlong of at most 10 bytes whose value fits 64 bits.
+    ///
+    /// Inlined fast path for one- and two-byte varlongs (the timestamp delta of almost every
+    /// record); longer ones and errors go to `varlong_slow`.
+    #[allow(clippy::inline_always)] // on the per-record path, as `varint`
+    #[inline(always)]
     fn varlong(&mut self, field: &str) -> Result<i64> {
+        let zigzag = |raw: u64| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
+        match self.bytes[self.pos..self.end] {
+            [b0, ..] if b0 & 0x80 == 0 => {
+                self.pos += 1;
+                Ok(zigzag(u64::from(b0)))
+            }
+            [b0, b1, ..] if b1 & 0x80 == 0 => {
+                self.pos += 2;
+                Ok(zigzag(u64::from(b0 & 0x7f) | u64::from(b1) << 7))
+            }
+            _ => self.varlong_slow(field),
+        }
+    }
+
+    #[inline(never)]
+    fn varlong_slow(&mut self, field: &str) -> Result<i64> {
         let mut raw = 0u64;
         for i in 0..10 {
             let b = self.byte(field)?;
@@ -631,6 +656,8 @@ impl Reader<'_> {
     }
 
     /// The range of the next `len` bytes.
+    #[allow(clippy::inline_always)] // twice per record (key, value); plain #[inline] left a call
+    #[inline(always)]
     fn take(&mut self, len: usize, field: &str) -> Result<std::ops::Range<usize>> {
         if len > self.end - self.pos {
             return Err(self.error(format!(
@@ -643,8 +670,10 @@ impl Reader<'_> {
         Ok(start..self.pos)
     }
 
-    /// A varint length (-1 = null) and that many bytes, sliced from the batch.
-    #[inline]
+    /// A varint length (-1 = null) and that many bytes, sliced from the batch (one reference
+    /// count increment, no copy).
+    #[allow(clippy::inline_always)] // twice per record; a call cost ~9% of a read-back
+    #[inline(always)]
     fn nullable_bytes(&mut self, field: &str) -> Result<Option<Bytes>> {
         match self.varint(field)? {
             -1 => Ok(None),
@@ -683,12 +712,7 @@ pub fn encode_into(out: &mut Vec<u8>, base_offset: u64, records: &[Record]) -> R
     })?;
     let fields = Fields {
         base_offset,
-        partition_leader_epoch: -1,
-        attributes: 0,
-        last_offset_delta,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
+        ..Fields::plain(last_offset_delta)
     };
     // The cast cannot wrap: the index is at most `last_offset_delta`, an i32.
     write_batch(
@@ -767,14 +791,31 @@ pub fn encode_retained(
 }
 
 /// The header fields a writer chooses; the rest are computed from the records.
-struct Fields {
-    base_offset: u64,
-    partition_leader_epoch: i32,
-    attributes: i16,
-    last_offset_delta: i32,
-    producer_id: i64,
-    producer_epoch: i16,
-    base_sequence: i32,
+pub(crate) struct Fields {
+    pub base_offset: u64,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl Fields {
+    /// The fields of a batch a producer writes ([`encode_into`]): base offset 0 (the log
+    /// assigns it), no partition leader epoch, no producer id/epoch/sequence, uncompressed,
+    /// `CreateTime`.
+    pub(crate) fn plain(last_offset_delta: i32) -> Fields {
+        Fields {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
 }
 
 /// Writes one batch of `records` (offset delta, record) to `out`; leaves `out` unchanged on
@@ -807,10 +848,9 @@ where
         ));
     };
 
-    // The batch is written into a zeroed region sized by an upper bound of its size, then cut
-    // to its real length: one allocation at most, and no capacity check per byte. A batch that
-    // cannot fit Kafka's i32 length is refused before allocating; this also bounds every length
-    // and count inside it by i32::MAX.
+    // Refuse a batch that cannot fit Kafka's i32 length before allocating; this also bounds
+    // every length and count inside it by i32::MAX. Then reserve an upper bound of its size:
+    // one allocation at most, and the appends below never reallocate.
     let mut bound = HEADER_LEN;
     let mut least = HEADER_LEN - LOG_OVERHEAD;
     for (_, r) in records.clone() {
@@ -823,11 +863,8 @@ where
             "record batch of at least {least} bytes is larger than Kafka's limit of i32::MAX"
         )));
     }
-    out.resize(start + bound, 0);
-    let mut w = Cursor {
-        buf: &mut out[start..],
-        pos: HEADER_LEN,
-    };
+    out.reserve(bound);
+    out.resize(start + HEADER_LEN, 0);
 
     let mut max_timestamp = base_timestamp;
     let mut count: i32 = 0;
@@ -840,30 +877,51 @@ where
         })?;
         max_timestamp = max_timestamp.max(r.timestamp);
         // Deltas are at most `last_offset_delta`, an i32.
-        let offset_delta = offset_delta.cast_signed();
-        w.varint(checked_len(record_body_len(
+        put_record(
+            out,
             timestamp_delta,
-            offset_delta,
-            r,
-        )));
-        w.byte(0); // record attributes: unused
-        w.varlong(timestamp_delta);
-        w.varint(offset_delta);
-        w.nullable_bytes(r.key.as_deref());
-        w.nullable_bytes(r.value.as_deref());
-        w.varint(checked_len(r.headers.len()));
-        for h in &r.headers {
-            w.varint(checked_len(h.key.len()));
-            w.bytes(h.key.as_bytes());
-            w.nullable_bytes(h.value.as_deref());
-        }
+            offset_delta.cast_signed(),
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        );
         // Offset deltas increase strictly and are at most i32::MAX, so the count fits unless
         // it is exactly i32::MAX + 1, and that many records exceed the batch size limit below.
         count = count.saturating_add(1);
     }
-    let end = start + w.pos;
-    out.truncate(end);
+    finish_batch(
+        out,
+        start,
+        fields,
+        BatchStats {
+            base_timestamp,
+            max_timestamp,
+            count,
+        },
+    )
+}
 
+/// What [`finish_batch`] needs to know about the records of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchStats {
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp.
+    pub max_timestamp: i64,
+    /// Number of records.
+    pub count: i32,
+}
+
+/// Completes the batch that starts at `out[start]`: `out[start..start + HEADER_LEN]` is room for
+/// the header and the records (written by [`put_record`]) follow up to the end of `out`. Writes
+/// the header and the CRC. Errors ([`Error::InvalidArgument`]): a batch larger than `i32::MAX`
+/// bytes; `out` is then left as it was.
+pub(crate) fn finish_batch(
+    out: &mut [u8],
+    start: usize,
+    fields: &Fields,
+    stats: BatchStats,
+) -> Result<()> {
     let batch_length = i32::try_from(out.len() - start - LOG_OVERHEAD).map_err(|_| {
         Error::InvalidArgument(format!(
             "record batch of {} bytes is larger than i32::MAX",
@@ -879,13 +937,14 @@ where
     header[ATTRIBUTES_AT..LAST_OFFSET_DELTA_AT].copy_from_slice(&fields.attributes.to_be_bytes());
     header[LAST_OFFSET_DELTA_AT..BASE_TIMESTAMP_AT]
         .copy_from_slice(&fields.last_offset_delta.to_be_bytes());
-    header[BASE_TIMESTAMP_AT..MAX_TIMESTAMP_AT].copy_from_slice(&base_timestamp.to_be_bytes());
-    header[MAX_TIMESTAMP_AT..PRODUCER_ID_AT].copy_from_slice(&max_timestamp.to_be_bytes());
+    header[BASE_TIMESTAMP_AT..MAX_TIMESTAMP_AT]
+        .copy_from_slice(&stats.base_timestamp.to_be_bytes());
+    header[MAX_TIMESTAMP_AT..PRODUCER_ID_AT].copy_from_slice(&stats.max_timestamp.to_be_bytes());
     header[PRODUCER_ID_AT..PRODUCER_EPOCH_AT].copy_from_slice(&fields.producer_id.to_be_bytes());
     header[PRODUCER_EPOCH_AT..BASE_SEQUENCE_AT]
         .copy_from_slice(&fields.producer_epoch.to_be_bytes());
     header[BASE_SEQUENCE_AT..RECORD_COUNT_AT].copy_from_slice(&fields.base_sequence.to_be_bytes());
-    header[RECORD_COUNT_AT..HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    header[RECORD_COUNT_AT..HEADER_LEN].copy_from_slice(&stats.count.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + ATTRIBUTES_AT..]);
     out[start + CRC_AT..start + ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
     Ok(())
@@ -905,87 +964,98 @@ fn record_len_bounds(r: &Record) -> (usize, usize) {
     )
 }
 
-/// The exact size of a record after its length field.
-///
-/// Every length and count in it fits an i32: `write_batch_at` refused batches whose smallest
-/// possible size passes `i32::MAX` before encoding any record.
+/// Appends one encoded record (length prefix included) to `out`, in one pass: the body is
+/// written after room for the length prefix, sized from the payload; in the rare case where
+/// the real length needs another number of varint bytes, the body is moved. Every length must
+/// fit an i32 (callers refuse larger batches, or records larger than `max_message_bytes`, first;
+/// a larger length is written as `i32::MAX` and the batch is refused by [`finish_batch`]).
 #[inline]
-fn record_body_len(timestamp_delta: i64, offset_delta: i32, r: &Record) -> usize {
-    let mut len = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta);
-    len += nullable_len(r.key.as_deref());
-    len += nullable_len(r.value.as_deref());
-    len += varint_len(checked_len(r.headers.len()));
-    for h in &r.headers {
-        len += varint_len(checked_len(h.key.len())) + h.key.len();
-        len += nullable_len(h.value.as_deref());
+pub(crate) fn put_record(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) {
+    let len_at = out.len();
+    // Key, value and a few bytes of overhead: right for all but records near a varint boundary.
+    let estimate = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + 8;
+    let guess = varint_len(checked_len(estimate));
+    out.extend_from_slice(&[0u8; 5][..guess]);
+    let body_at = out.len();
+    out.push(0); // record attributes: unused
+    put_unsigned(out, zigzag64(timestamp_delta));
+    put_unsigned(out, u64::from(zigzag32(offset_delta)));
+    put_nullable(out, key);
+    put_nullable(out, value);
+    put_unsigned(out, u64::from(zigzag32(checked_len(headers.len()))));
+    for h in headers {
+        put_unsigned(out, u64::from(zigzag32(checked_len(h.key.len()))));
+        out.extend_from_slice(h.key.as_bytes());
+        put_nullable(out, h.value.as_deref());
     }
-    len
+    let body = checked_len(out.len() - body_at);
+    let len = varint_len(body);
+    if len != guess {
+        move_body(out, body_at, len_at + len);
+    }
+    let mut z = zigzag32(body);
+    let mut at = len_at;
+    while z >= 0x80 {
+        out[at] = z as u8 | 0x80;
+        z >>= 7;
+        at += 1;
+    }
+    out[at] = z as u8;
 }
 
-/// A length that fits an i32 (see [`record_body_len`]); a record or batch too large for Kafka's
-/// i32 lengths is refused by the batch length check at the end of `write_batch_at`.
+/// Moves the bytes of `out` from `from` to its end so that they start at `to`.
+#[cold]
+fn move_body(out: &mut Vec<u8>, from: usize, to: usize) {
+    let end = out.len();
+    if to > from {
+        out.resize(end + (to - from), 0);
+        out.copy_within(from..end, to);
+    } else {
+        out.copy_within(from..end, to);
+        out.truncate(end - (from - to));
+    }
+}
+
+#[inline]
+fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
+    if z < 0x80 {
+        out.push(z as u8);
+        return;
+    }
+    let mut buf = [0u8; 10];
+    let mut n = 0;
+    while z >= 0x80 {
+        buf[n] = z as u8 | 0x80;
+        z >>= 7;
+        n += 1;
+    }
+    buf[n] = z as u8;
+    out.extend_from_slice(&buf[..=n]);
+}
+
+#[inline]
+fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => out.push(1), // zigzag(-1)
+        Some(b) => {
+            put_unsigned(out, u64::from(zigzag32(checked_len(b.len()))));
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// A length that fits an i32 (see [`put_record`]); a record or batch too large for Kafka's
+/// i32 lengths is refused by the batch length check of [`finish_batch`].
 #[inline]
 fn checked_len(len: usize) -> i32 {
     i32::try_from(len).unwrap_or(i32::MAX)
-}
-
-#[inline]
-fn nullable_len(bytes: Option<&[u8]>) -> usize {
-    match bytes {
-        None => 1,
-        Some(b) => varint_len(checked_len(b.len())) + b.len(),
-    }
-}
-
-/// Writes into a region sized by an upper bound of what is written: the indexing below cannot
-/// go past its end as long as [`record_len_bounds`] is an upper bound of the record sizes.
-struct Cursor<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    #[inline]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.pos] = b;
-        self.pos += 1;
-    }
-
-    #[inline]
-    fn bytes(&mut self, b: &[u8]) {
-        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
-        self.pos += b.len();
-    }
-
-    #[inline]
-    fn varint(&mut self, v: i32) {
-        self.unsigned(u64::from(zigzag32(v)));
-    }
-
-    #[inline]
-    fn varlong(&mut self, v: i64) {
-        self.unsigned(zigzag64(v));
-    }
-
-    #[inline]
-    fn unsigned(&mut self, mut z: u64) {
-        while z >= 0x80 {
-            self.byte(z as u8 | 0x80);
-            z >>= 7;
-        }
-        self.byte(z as u8);
-    }
-
-    #[inline]
-    fn nullable_bytes(&mut self, bytes: Option<&[u8]>) {
-        match bytes {
-            None => self.byte(1), // zigzag(-1)
-            Some(b) => {
-                self.varint(checked_len(b.len()));
-                self.bytes(b);
-            }
-        }
-    }
 }
 
 #[inline]
@@ -1004,7 +1074,7 @@ fn varint_len(v: i32) -> usize {
     bits.div_ceil(7)
 }
 
-#[inline]
+#[cfg(test)]
 fn varlong_len(v: i64) -> usize {
     let bits = 64 - (zigzag64(v) | 1).leading_zeros() as usize;
     bits.div_ceil(7)
@@ -1050,25 +1120,11 @@ mod tests {
     }
 
     fn put_varint(out: &mut Vec<u8>, v: i32) {
-        let mut buf = [0u8; 5];
-        let mut c = Cursor {
-            buf: &mut buf,
-            pos: 0,
-        };
-        c.varint(v);
-        let len = c.pos;
-        out.extend_from_slice(&buf[..len]);
+        put_unsigned(out, u64::from(zigzag32(v)));
     }
 
     fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        let mut buf = [0u8; 10];
-        let mut c = Cursor {
-            buf: &mut buf,
-            pos: 0,
-        };
-        c.varlong(v);
-        let len = c.pos;
-        out.extend_from_slice(&buf[..len]);
+        put_unsigned(out, zigzag64(v));
     }
 
     fn decode_all(batch: &RecordBatch) -> Result<Vec<OffsetRecord>> {

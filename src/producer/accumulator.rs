@@ -13,17 +13,18 @@
 //!    whose completion is either done or handed to the durability queue (sender.rs).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::partitioner::Sticky;
 use super::sender::{Durable, Shared};
-use crate::batch::HEADER_LEN;
+use crate::batch::{self, BatchStats, Fields, HEADER_LEN};
 use crate::error::{Error, Result};
-use crate::record::Record;
+use crate::record::Header;
 use crate::storage::{Durability, PartitionLog};
 use crate::topic::TopicState;
 
@@ -49,9 +50,10 @@ impl TopicShared {
 pub(crate) struct BatchCompletion {
     pub topic: Arc<str>,
     pub partition: u32,
-    done: AtomicBool,
-    /// The base offset of the batch, or why it failed.
-    result: Mutex<Option<Result<u64>>>,
+    /// The base offset of the batch, or why it failed; set once. Read without a lock.
+    result: OnceLock<Result<u64>>,
+    /// Only for waiters: taken to sleep on `cond`, and by `complete` before it notifies.
+    lock: Mutex<()>,
     cond: Condvar,
 }
 
@@ -60,8 +62,8 @@ impl BatchCompletion {
         BatchCompletion {
             topic,
             partition,
-            done: AtomicBool::new(false),
-            result: Mutex::new(None),
+            result: OnceLock::new(),
+            lock: Mutex::new(()),
             cond: Condvar::new(),
         }
     }
@@ -74,38 +76,36 @@ impl BatchCompletion {
 
     /// Records the outcome (the first one wins) and wakes the waiters.
     pub(crate) fn complete(&self, result: Result<u64>) {
-        let mut slot = self.result.lock();
-        if slot.is_none() {
-            *slot = Some(result);
-        }
-        self.done.store(true, Ordering::Release);
-        drop(slot);
+        let _ = self.result.set(result);
+        // A waiter checks `result` and sleeps under `lock`: taking it here means every waiter
+        // either saw the result or is asleep and gets the notification.
+        drop(self.lock.lock());
         self.cond.notify_all();
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        self.result.get().is_some()
     }
 
     pub(crate) fn result(&self) -> Option<Result<u64>> {
-        if !self.is_done() {
-            return None;
-        }
-        self.result.lock().as_ref().map(copy_result)
+        self.result.get().map(copy_result)
     }
 
     /// Waits for the outcome until `deadline` (forever if `None`).
     pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> Option<Result<u64>> {
-        let mut slot = self.result.lock();
+        if let Some(result) = self.result() {
+            return Some(result);
+        }
+        let mut guard = self.lock.lock();
         loop {
-            if let Some(result) = slot.as_ref() {
-                return Some(copy_result(result));
+            if let Some(result) = self.result() {
+                return Some(result);
             }
             match deadline {
-                None => self.cond.wait(&mut slot),
+                None => self.cond.wait(&mut guard),
                 Some(deadline) => {
-                    if self.cond.wait_until(&mut slot, deadline).timed_out() {
-                        return slot.as_ref().map(copy_result);
+                    if self.cond.wait_until(&mut guard, deadline).timed_out() {
+                        return self.result();
                     }
                 }
             }
@@ -169,15 +169,44 @@ fn nullable_size(bytes: Option<&[u8]>) -> usize {
     bytes.map_or(1, |b| len_size(b.len()) + b.len())
 }
 
-/// The part of `record`'s encoded body that does not depend on its place in a batch
+/// A record being sent, with the part of its encoded size that does not depend on its place in
+/// a batch ([`record_fixed_size`], computed once per send).
+pub(crate) struct Pending {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+    pub headers: Vec<Header>,
+    pub fixed: usize,
+}
+
+impl Pending {
+    /// Appends the record, encoded, to a batch's buffer.
+    fn encode(&self, buf: &mut Vec<u8>, timestamp_delta: i64, offset_delta: u32) {
+        // Offset deltas are below the record count of a batch, an i32 (batch sizes are i32).
+        batch::put_record(
+            buf,
+            timestamp_delta,
+            offset_delta as i32,
+            self.key.as_deref(),
+            self.value.as_deref(),
+            &self.headers,
+        );
+    }
+}
+
+/// The part of a record's encoded body that does not depend on its place in a batch
 /// (everything but the timestamp and offset deltas and the length prefix); computed once per
 /// send.
-pub(crate) fn record_fixed_size(record: &Record) -> usize {
+pub(crate) fn record_fixed_size(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) -> usize {
     let mut body = 1 // attributes
-        + nullable_size(record.key.as_deref())
-        + nullable_size(record.value.as_deref())
-        + len_size(record.headers.len());
-    for h in &record.headers {
+        + nullable_size(key)
+        + nullable_size(value)
+        + len_size(headers.len());
+    for h in headers {
         body += len_size(h.key.len()) + h.key.len() + nullable_size(h.value.as_deref());
     }
     body
@@ -198,24 +227,40 @@ pub(crate) fn single_record_batch_size(fixed: usize) -> usize {
 }
 
 #[cfg(test)]
-fn record_size(record: &Record, timestamp_delta: i64, offset_delta: u32) -> usize {
-    placed_size(record_fixed_size(record), timestamp_delta, offset_delta)
+fn fixed_of(record: &crate::record::Record) -> usize {
+    record_fixed_size(
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &record.headers,
+    )
+}
+
+#[cfg(test)]
+fn record_size(record: &crate::record::Record, timestamp_delta: i64, offset_delta: u32) -> usize {
+    placed_size(fixed_of(record), timestamp_delta, offset_delta)
 }
 
 // ---------------------------------------------------------------------------------- queue
 
+/// A batch being filled: its records are encoded as they are sent (Kafka's
+/// `MemoryRecordsBuilder`), after room for the header, which is written when it is appended.
 struct OpenBatch {
-    records: Vec<Record>,
-    /// Encoded size of the batch so far, header included.
-    size: usize,
+    /// Room for the header, then the encoded records: `buf.len()` is the batch's size.
+    buf: Vec<u8>,
+    count: u32,
     base_timestamp: i64,
+    max_timestamp: i64,
+    /// Whether a record has no key (refused by a compacted log when appended).
+    keyless: bool,
     /// Bytes taken from the producer's buffer memory.
     reserved: usize,
     completion: Arc<BatchCompletion>,
 }
 
 struct SealedBatch {
-    records: Vec<Record>,
+    buf: Vec<u8>,
+    stats: BatchStats,
+    keyless: bool,
     reserved: usize,
     completion: Arc<BatchCompletion>,
 }
@@ -225,6 +270,8 @@ struct AccState {
     open: Option<OpenBatch>,
     sealed: VecDeque<SealedBatch>,
     appending: bool,
+    /// The buffer of the last appended batch, for the next one.
+    spare: Option<Vec<u8>>,
     sealed_count: u64,
     appended_count: u64,
     /// Threads waiting on `cond` (for the appender to finish, or for a flush).
@@ -268,8 +315,7 @@ impl PartitionQueue {
     pub(crate) fn push(
         self: &Arc<Self>,
         shared: &Shared,
-        record: Record,
-        fixed: usize,
+        record: &Pending,
         alone: usize,
         cap: usize,
         mode: Mode,
@@ -278,22 +324,22 @@ impl PartitionQueue {
         let mut opened = false;
         let (completion, index, mut close) = loop {
             if let Some(open) = acc.open.as_mut() {
-                let size = record
+                let placed = record
                     .timestamp
                     .checked_sub(open.base_timestamp)
-                    .map(|delta| placed_size(fixed, delta, open.records.len() as u32));
-                match size {
-                    Some(size) if open.size + size <= cap => {
-                        open.records.push(record);
-                        open.size += size;
+                    .map(|delta| (delta, placed_size(record.fixed, delta, open.count)));
+                match placed {
+                    Some((delta, size)) if open.buf.len() + size <= cap => {
+                        let before = open.buf.len();
+                        record.encode(&mut open.buf, delta, open.count);
+                        debug_assert_eq!(open.buf.len(), before + size);
+                        open.count += 1;
+                        open.max_timestamp = open.max_timestamp.max(record.timestamp);
+                        open.keyless |= record.key.is_none();
                         // Close now if a record like this one would not fit any more: a full
                         // batch should not wait for the linger time or the next send.
-                        let full = open.size + size > cap;
-                        break (
-                            Arc::clone(&open.completion),
-                            open.records.len() as u32 - 1,
-                            full,
-                        );
+                        let full = open.buf.len() + size > cap;
+                        break (Arc::clone(&open.completion), open.count - 1, full);
                     }
                     _ => {
                         self.seal(&mut acc);
@@ -319,13 +365,21 @@ impl PartitionQueue {
                 self.partition,
             ));
             let per_record = alone - HEADER_LEN;
-            let mut records = Vec::with_capacity((cap / per_record).clamp(1, 4096));
-            let base_timestamp = record.timestamp;
-            records.push(record);
+            let mut buf = acc
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(reserve));
+            buf.clear();
+            buf.reserve(reserve);
+            buf.resize(HEADER_LEN, 0);
+            record.encode(&mut buf, 0, 0);
+            debug_assert_eq!(buf.len(), alone);
             acc.open = Some(OpenBatch {
-                records,
-                size: alone,
-                base_timestamp,
+                buf,
+                count: 1,
+                base_timestamp: record.timestamp,
+                max_timestamp: record.timestamp,
+                keyless: record.key.is_none(),
                 reserved: reserve,
                 completion: Arc::clone(&completion),
             });
@@ -441,7 +495,14 @@ impl PartitionQueue {
     fn seal(&self, acc: &mut AccState) {
         if let Some(open) = acc.open.take() {
             acc.sealed.push_back(SealedBatch {
-                records: open.records,
+                buf: open.buf,
+                stats: BatchStats {
+                    base_timestamp: open.base_timestamp,
+                    max_timestamp: open.max_timestamp,
+                    // At most the records of one batch, whose size fits an i32.
+                    count: open.count as i32,
+                },
+                keyless: open.keyless,
                 reserved: open.reserved,
                 completion: open.completion,
             });
@@ -467,15 +528,21 @@ impl PartitionQueue {
         acc.appending = true;
         let mut own_durable = None;
         while let Some(batch) = acc.sealed.pop_front() {
-            MutexGuard::unlocked(&mut acc, || {
-                if let Some(durable) = self.append(shared, batch) {
+            let buf = MutexGuard::unlocked(&mut acc, || {
+                let (durable, buf) = self.append(shared, batch);
+                if let Some(durable) = durable {
                     if own.is_some_and(|o| Arc::ptr_eq(o, &durable.completion)) {
                         own_durable = Some(durable);
                     } else {
                         shared.push_durable(durable);
                     }
                 }
+                buf
             });
+            // Keep one buffer for the next batch, unless it grew for a huge record.
+            if buf.capacity() <= (shared.config.batch_size.max(HEADER_LEN) * 2) {
+                acc.spare = Some(buf);
+            }
             acc.appended_count += 1;
         }
         acc.appending = false;
@@ -486,10 +553,12 @@ impl PartitionQueue {
     }
 
     /// Appends one batch (without waiting for an fsync) and completes it, or returns what must
-    /// become durable before it completes.
-    fn append(&self, shared: &Shared, batch: SealedBatch) -> Option<Durable> {
+    /// become durable before it completes; also returns the batch's buffer, for reuse.
+    fn append(&self, shared: &Shared, batch: SealedBatch) -> (Option<Durable>, Vec<u8>) {
         let SealedBatch {
-            records,
+            mut buf,
+            stats,
+            keyless,
             reserved,
             completion,
         } = batch;
@@ -505,13 +574,14 @@ impl PartitionQueue {
             }));
         }
         let result = if self.topic.is_live() {
-            self.log.append_deferred(&records)
+            // Offset deltas are 0..count: the last one is count - 1.
+            batch::finish_batch(&mut buf, 0, &Fields::plain(stats.count - 1), stats)
+                .and_then(|()| self.log.append_encoded_deferred(&mut buf, keyless))
         } else {
             Err(Error::UnknownTopic(self.topic.name.to_string()))
         };
-        drop(records);
         shared.release(reserved);
-        match result {
+        let durable = match result {
             Ok(info)
                 if !info.durable
                     && self.topic.state.config.load().durability == Durability::Always =>
@@ -531,7 +601,8 @@ impl PartitionQueue {
                 completion.complete(Err(e));
                 None
             }
-        }
+        };
+        (durable, buf)
     }
 }
 
@@ -539,7 +610,7 @@ impl PartitionQueue {
 mod tests {
     use super::*;
     use crate::batch::RecordBatch;
-    use crate::record::Header;
+    use crate::record::{Header, Record};
 
     #[test]
     fn record_size_matches_the_encoder() {
@@ -575,7 +646,7 @@ mod tests {
         }
         for r in &records {
             assert_eq!(
-                single_record_batch_size(record_fixed_size(r)),
+                single_record_batch_size(fixed_of(r)),
                 RecordBatch::encode(0, std::slice::from_ref(r))
                     .unwrap()
                     .as_bytes()

@@ -29,11 +29,13 @@ use parking_lot::Mutex;
 pub use self::config::ProducerConfig;
 pub use self::partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 
-use self::accumulator::{record_fixed_size, single_record_batch_size, BatchCompletion, Mode};
+use self::accumulator::{
+    record_fixed_size, single_record_batch_size, BatchCompletion, Mode, Pending,
+};
 use self::sender::{Shared, TopicEntry};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::record::{now_ms, Header, Record};
+use crate::record::Header;
 
 /// A record to send: topic, and optionally partition, key, value, timestamp and headers
 /// (Kafka's `ProducerRecord`).
@@ -399,13 +401,7 @@ fn send_to(
     let queue = queues
         .get(partition as usize)
         .ok_or_else(|| unknown(partition))?;
-    let record = Record {
-        key,
-        value,
-        timestamp: timestamp.unwrap_or_else(now_ms),
-        headers,
-    };
-    let timestamp = record.timestamp;
+    let timestamp = timestamp.unwrap_or_else(crate::storage::coarse_now_ms);
     let fail = |error| SendFuture {
         batch: Arc::new(BatchCompletion::failed(
             Arc::clone(&entry.topic.name),
@@ -419,10 +415,10 @@ fn send_to(
         let config = entry.topic.state.config.load();
         (config.max_message_bytes, config.cleanup_policy.compacts())
     };
-    if compacts && record.key.is_none() {
+    if compacts && key.is_none() {
         return Ok(fail(Error::MissingKey));
     }
-    let fixed = record_fixed_size(&record);
+    let fixed = record_fixed_size(key.as_deref(), value.as_deref(), &headers);
     let alone = single_record_batch_size(fixed);
     if alone > max {
         return Ok(fail(Error::RecordTooLarge { size: alone, max }));
@@ -434,7 +430,15 @@ fn send_to(
         }));
     }
     let cap = shared.config.batch_size.min(max);
-    let (batch, index, opened) = queue.push(shared, record, fixed, alone, cap, mode);
+    let record = Pending {
+        key,
+        value,
+        timestamp,
+        headers,
+        fixed,
+    };
+    let (batch, index, opened) = queue.push(shared, &record, alone, cap, mode);
+    drop(record);
     if opened && entry.grew() {
         entry.refresh();
     }

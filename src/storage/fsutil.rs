@@ -83,8 +83,12 @@ pub(crate) fn lock_dir(dir: &Path, name: &str) -> Result<File> {
         .ctx(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::DirectoryLocked { path: dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(crate::Error::io(format!("locking {}", path.display()), e)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::DirectoryLocked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(crate::Error::io(format!("locking {}", path.display()), e))
+        }
     }
 }
 

@@ -367,7 +367,8 @@ impl PartitionLog {
                 "cannot append an empty batch".into(),
             ));
         }
-        if self.config.load().cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+        let config = self.config.load();
+        if config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
             return Err(Error::MissingKey);
         }
         ENCODE_BUF.with(|buf| {
@@ -377,12 +378,28 @@ impl PartitionLog {
             buf.clear();
             batch::encode_into(&mut buf, 0, records)?;
             let header = BatchHeader::parse(&buf)?;
-            let info = self.append_encoded(&mut buf, &header, wait);
+            let info = self.append_encoded_with(&config, &mut buf, &header, wait);
             if buf.capacity() > 4 << 20 {
                 *buf = Vec::new(); // do not keep a huge buffer per thread
             }
             info
         })
+    }
+
+    /// Appends a batch a producer encoded (see [`batch::finish_batch`]) like
+    /// [`append_deferred`](Self::append_deferred): `keyless` says whether a record has no key
+    /// (refused by a compacted log).
+    pub(crate) fn append_encoded_deferred(
+        &self,
+        bytes: &mut [u8],
+        keyless: bool,
+    ) -> Result<AppendInfo> {
+        let config = self.config.load();
+        if keyless && config.cleanup_policy.compacts() {
+            return Err(Error::MissingKey);
+        }
+        let header = BatchHeader::parse(bytes)?;
+        self.append_encoded_with(&config, bytes, &header, false)
     }
 
     fn append_encoded(
@@ -391,10 +408,21 @@ impl PartitionLog {
         header: &BatchHeader,
         wait: bool,
     ) -> Result<AppendInfo> {
-        if bytes.len() > self.config.load().max_message_bytes {
+        self.append_encoded_with(&self.config.load(), bytes, header, wait)
+    }
+
+    /// [`append_encoded`](Self::append_encoded) with the config loaded once by the caller.
+    fn append_encoded_with(
+        &self,
+        config: &LogConfig,
+        bytes: &mut [u8],
+        header: &BatchHeader,
+        wait: bool,
+    ) -> Result<AppendInfo> {
+        if bytes.len() > config.max_message_bytes {
             return Err(Error::RecordTooLarge {
                 size: bytes.len(),
-                max: self.config.load().max_message_bytes,
+                max: config.max_message_bytes,
             });
         }
         let (base_offset, last_offset) = {
@@ -410,15 +438,10 @@ impl PartitionLog {
                     header.last_offset()
                 )));
             }
-            self.maybe_roll(&mut w, bytes.len() as u64, &header)?;
+            self.maybe_roll(config, &mut w, bytes.len() as u64, &header)?;
             let was_empty = w.state.first_timestamp.is_none();
             let Writer { active, state } = &mut *w;
-            active.append(
-                state,
-                bytes,
-                &header,
-                self.config.load().index_interval_bytes,
-            )?;
+            active.append(state, bytes, &header, config.index_interval_bytes)?;
             if was_empty {
                 // Roll by age is measured from when the segment got its first batch.
                 state.first_timestamp = Some(now_ms());
@@ -429,7 +452,7 @@ impl PartitionLog {
             (base_offset, header.last_offset())
         };
         self.notify_waiters();
-        let durable = match self.config.load().durability {
+        let durable = match config.durability {
             _ if !wait => self.flushed_offset() > last_offset,
             Durability::Always => {
                 self.flush_to(last_offset + 1)?;
@@ -451,15 +474,20 @@ impl PartitionLog {
         })
     }
 
-    fn maybe_roll(&self, w: &mut Writer, len: u64, header: &BatchHeader) -> Result<()> {
+    fn maybe_roll(
+        &self,
+        config: &LogConfig,
+        w: &mut Writer,
+        len: u64,
+        header: &BatchHeader,
+    ) -> Result<()> {
         let size = w.active.size();
         if size == 0 {
             return Ok(());
         }
-        let too_big = size + len > self.config.load().segment_bytes;
+        let too_big = size + len > config.segment_bytes;
         let too_old = w.state.first_timestamp.is_some_and(|t| {
-            i128::from(now_ms().saturating_sub(t))
-                > self.config.load().segment_ms.as_millis() as i128
+            i128::from(now_ms().saturating_sub(t)) > config.segment_ms.as_millis() as i128
         });
         let offsets_overflow = header.last_offset() - w.active.base_offset() > u64::from(u32::MAX);
         if too_big || too_old || offsets_overflow || w.active.indexes_full() {

@@ -14,6 +14,7 @@
 //! `recovery.rs`, `retention.rs`, `compaction.rs`, `checkpoint.rs`, `config.rs`.
 
 mod checkpoint;
+mod clock;
 mod compaction;
 mod config;
 pub(crate) mod fsutil;
@@ -23,6 +24,7 @@ mod recovery;
 mod retention;
 mod segment;
 
+pub(crate) use self::clock::coarse_now_ms;
 pub use self::config::{CleanupPolicy, Durability, LogConfig, RecoveryMode};
 pub(crate) use self::log::{deadline_after, AppendSignal};
 pub use self::log::{AppendInfo, FetchData, MaintenanceReport, PartitionLog};

@@ -20,6 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -132,6 +133,26 @@ pub(crate) struct Segment {
     /// Set when the segment left the log (retention, compaction, truncation): from then on it
     /// never writes index files, whose paths may belong to its successor.
     retired: AtomicBool,
+    /// Where the last appended batch is: `(its base offset - base_offset) << 32 | its position`;
+    /// every batch before it ends below its base offset, so it is the one `locate` finds for that
+    /// offset. `NO_HINT` when unknown.
+    /// Set after each append (writer lock held), cleared under the `indexes` write lock wherever
+    /// the bytes below the published size can change (`activate`, `truncate_from`). A tail
+    /// fetch at the log end finds its batch here without an index lookup or header walk.
+    next_hint: AtomicU64,
+}
+
+/// [`Segment::next_hint`] when no hint is known.
+const NO_HINT: u64 = u64::MAX;
+
+/// What [`Segment::read_hinted`] found.
+enum Hinted {
+    /// No usable hint: look the offset up.
+    Unknown,
+    /// The batch holding the offset is at or past the read's limit.
+    PastLimit,
+    /// The bytes from that batch on (at least the whole batch), not yet cut to whole batches.
+    Found(Bytes),
 }
 
 impl std::fmt::Debug for Segment {
@@ -207,6 +228,7 @@ impl Segment {
             max_timestamp: AtomicI64::new(UNKNOWN_TS),
             indexes: RwLock::new(None),
             retired: AtomicBool::new(false),
+            next_hint: AtomicU64::new(NO_HINT),
         }
     }
 
@@ -273,9 +295,26 @@ impl Segment {
         }
         self.max_timestamp
             .store(state.max_timestamp, Ordering::Relaxed);
-        self.size
-            .store(position + bytes.len() as u64, Ordering::Release);
+        let end = position + bytes.len() as u64;
+        self.size.store(end, Ordering::Release);
+        // After the size: a reader that sees the hint also sees the batch it points to.
+        let hint = u32::try_from(header.base_offset - self.base_offset)
+            .ok()
+            .zip(u32::try_from(position).ok())
+            .map_or(NO_HINT, |(rel, pos)| u64::from(rel) << 32 | u64::from(pos));
+        self.next_hint.store(hint, Ordering::Release);
         Ok(())
+    }
+
+    /// The position of the batch starting at `offset` when it is the last appended one (see
+    /// [`next_hint`](Self::next_hint)) and published.
+    fn hinted_position(&self, offset: u64) -> Option<u64> {
+        let hint = self.next_hint.load(Ordering::Acquire);
+        if hint == NO_HINT || offset.checked_sub(self.base_offset)? != hint >> 32 {
+            return None;
+        }
+        let position = hint & u64::from(u32::MAX);
+        (position < self.size()).then_some(position)
     }
 
     /// True when an index has no room for the entries one more batch may add.
@@ -335,20 +374,41 @@ impl Segment {
     // ---------------------------------------------------------------- reading (no lock)
 
     /// Reads up to `len` bytes at `position`, fewer at the published end.
+    ///
+    /// The buffer is not zero-filled first: `pread` writes straight into its spare capacity.
     pub fn read_at(&self, position: u64, len: usize) -> Result<Bytes> {
         let end = self.size();
         let len = len.min(end.saturating_sub(position) as usize);
-        let mut buf = BytesMut::zeroed(len);
-        let mut done = 0;
-        while done < len {
-            match self.file.read_at(&mut buf[done..], position + done as u64) {
+        let mut buf = BytesMut::with_capacity(len);
+        let fd = self.file.as_raw_fd();
+        while buf.len() < len {
+            let done = buf.len();
+            let at = libc::off_t::try_from(position + done as u64).map_err(|_| {
+                Error::io(
+                    format!("reading {}", self.log_path.display()),
+                    std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                )
+            })?;
+            let spare = &mut buf.spare_capacity_mut()[..len - done];
+            // SAFETY: `spare` is valid for writes of `spare.len()` bytes (owned, unaliased spare
+            // capacity of `buf`) and `pread` writes at most that many; `fd` is this segment's open
+            // file, alive as long as `self`. Nothing reads the spare bytes before `set_len`.
+            let n = unsafe { libc::pread(fd, spare.as_mut_ptr().cast(), spare.len(), at) };
+            match usize::try_from(n) {
                 Ok(0) => break, // the file was cut under us (truncate_to); return what is there
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(format!("reading {}", self.log_path.display()), e)),
+                Ok(n) => {
+                    // SAFETY: `pread` initialised the first `n <= spare.len()` spare bytes, so
+                    // `done + n <= len <= capacity` bytes of `buf` are initialised.
+                    unsafe { buf.set_len(done + n) };
+                }
+                Err(_) => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(Error::io(format!("reading {}", self.log_path.display()), e));
+                    }
+                }
             }
         }
-        buf.truncate(done);
         Ok(buf.freeze())
     }
 
@@ -516,6 +576,7 @@ impl Segment {
     /// maps its indexes with the rebuilt entries.
     pub fn activate(&self, rebuilt: &Rebuilt, index_entries: usize) -> Result<()> {
         let mut guard = self.indexes.write();
+        self.next_hint.store(NO_HINT, Ordering::Release);
         // Drop any old mapping before the files are resized: a mapping of a shrunk file faults.
         *guard = None;
         *guard = Some(self.active_indexes(rebuilt, index_entries)?);
@@ -749,14 +810,23 @@ impl Segment {
     /// Whole batches from the first one holding an offset at least `offset`: at most `max_bytes`,
     /// but always the whole first batch, and none whose base offset is `limit` or more.
     pub fn read(&self, offset: u64, max_bytes: usize, limit: u64) -> Result<Option<Bytes>> {
-        let Some((position, first)) = self.locate(offset)? else {
+        let buf = match self.read_hinted(offset, max_bytes, limit)? {
+            Hinted::Found(buf) => Some(buf),
+            Hinted::PastLimit => None,
+            Hinted::Unknown => {
+                let Some((position, first)) = self.locate(offset)? else {
+                    return Ok(None);
+                };
+                if first.base_offset >= limit {
+                    return Ok(None);
+                }
+                let want = max_bytes.max(first.total_len());
+                Some(self.read_at(position, want)?)
+            }
+        };
+        let Some(buf) = buf else {
             return Ok(None);
         };
-        if first.base_offset >= limit {
-            return Ok(None);
-        }
-        let want = max_bytes.max(first.total_len());
-        let buf = self.read_at(position, want)?;
         let mut cut = 0usize;
         while cut + HEADER_LEN <= buf.len() {
             let Ok(h) = BatchHeader::parse(&buf[cut..]) else {
@@ -768,6 +838,36 @@ impl Segment {
             cut += h.total_len();
         }
         Ok(Some(buf.slice(..cut)))
+    }
+
+    /// [`read`](Self::read) with one `pread` when the hint knows where `offset`'s batch starts
+    /// (a fetch at the end of the last append).
+    fn read_hinted(&self, offset: u64, max_bytes: usize, limit: u64) -> Result<Hinted> {
+        let Some(position) = self.hinted_position(offset) else {
+            return Ok(Hinted::Unknown);
+        };
+        let mut buf = self.read_at(position, max_bytes.max(HEADER_LEN))?;
+        let Ok(first) = BatchHeader::parse(&buf) else {
+            return Ok(Hinted::Unknown);
+        };
+        // The writer numbers batches contiguously; anything else (or a truncation racing this
+        // read) goes the long way, whose checks are the reference.
+        if first.base_offset != offset
+            || first.base_offset < self.base_offset
+            || first.last_offset() - self.base_offset > u64::from(u32::MAX)
+        {
+            return Ok(Hinted::Unknown);
+        }
+        if first.base_offset >= limit {
+            return Ok(Hinted::PastLimit);
+        }
+        if buf.len() < first.total_len() {
+            buf = self.read_at(position, first.total_len())?;
+            if buf.len() < first.total_len() {
+                return Ok(Hinted::Unknown);
+            }
+        }
+        Ok(Hinted::Found(buf))
     }
 
     /// Largest timestamp in the segment (from the time index, or the file's modification time
@@ -869,6 +969,7 @@ impl Segment {
         // Readers wait on the index lock until the segment is whole again; the old mapping goes
         // before the index files are resized (a mapping of a shrunk file faults on access).
         let mut guard = self.indexes.write();
+        self.next_hint.store(NO_HINT, Ordering::Release);
         *guard = None;
         self.size.store(cut, Ordering::Release);
         self.trim_log()?;
