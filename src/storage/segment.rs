@@ -637,6 +637,13 @@ impl Segment {
             if rel + header_needed > chunk.len() {
                 chunk = self.read_at(position, chunk_len)?;
                 chunk_start = position;
+                if chunk.len() < header_needed {
+                    // The file was cut under us (truncate_to): stop rather than re-read forever.
+                    return Ok(ScanEnd {
+                        valid_end: position,
+                        damage: Some("file is shorter than its published size".into()),
+                    });
+                }
                 continue;
             }
             let damage = |why: String| {
@@ -650,26 +657,8 @@ impl Segment {
                 Err(e) => return damage(e.to_string()),
             };
             let total = header.total_len() as u64;
-            if position + total > size {
-                return damage(format!(
-                    "batch of {total} bytes runs past the end of the file ({size} bytes)"
-                ));
-            }
-            if header.base_offset < self.base_offset
-                || header.last_offset() - self.base_offset > u64::from(u32::MAX)
-            {
-                return damage(format!(
-                    "batch offsets {}..={} do not belong to this segment",
-                    header.base_offset,
-                    header.last_offset()
-                ));
-            }
-            if last_offset.is_some_and(|l| header.base_offset <= l) {
-                return damage(format!(
-                    "batch offset {} does not follow offset {}",
-                    header.base_offset,
-                    last_offset.unwrap_or(0)
-                ));
+            if let Some(why) = self.header_damage(&header, position, size, last_offset) {
+                return damage(why);
             }
             if rel + total as usize > chunk.len() {
                 chunk = self.read_at(position, (total as usize).max(chunk_len))?;
@@ -707,6 +696,39 @@ impl Segment {
         })
     }
 
+    /// Why the batch `header` at `position` cannot follow the batch ending at `last_offset` in
+    /// this segment of `size` bytes, if it cannot: the checks every walk over the `.log` makes.
+    fn header_damage(
+        &self,
+        header: &BatchHeader,
+        position: u64,
+        size: u64,
+        last_offset: Option<u64>,
+    ) -> Option<String> {
+        let total = header.total_len() as u64;
+        if position + total > size {
+            return Some(format!(
+                "batch of {total} bytes runs past the end of the file ({size} bytes)"
+            ));
+        }
+        if header.base_offset < self.base_offset
+            || header.last_offset() - self.base_offset > u64::from(u32::MAX)
+        {
+            return Some(format!(
+                "batch offsets {}..={} do not belong to this segment",
+                header.base_offset,
+                header.last_offset()
+            ));
+        }
+        match last_offset {
+            Some(last) if header.base_offset <= last => Some(format!(
+                "batch offset {} does not follow offset {last}",
+                header.base_offset
+            )),
+            _ => None,
+        }
+    }
+
     /// Like [`scan`](Self::scan) without checksums, with the same checks of each header, but
     /// reads only the headers (`LOOKUP_CHUNK` bytes at a time), not whole batches.
     /// `f(position, header)` may return false to stop.
@@ -740,26 +762,8 @@ impl Segment {
                 Err(e) => return damage(e.to_string()),
             };
             let total = header.total_len() as u64;
-            if position + total > size {
-                return damage(format!(
-                    "batch of {total} bytes runs past the end of the file ({size} bytes)"
-                ));
-            }
-            if header.base_offset < self.base_offset
-                || header.last_offset() - self.base_offset > u64::from(u32::MAX)
-            {
-                return damage(format!(
-                    "batch offsets {}..={} do not belong to this segment",
-                    header.base_offset,
-                    header.last_offset()
-                ));
-            }
-            if last_offset.is_some_and(|l| header.base_offset <= l) {
-                return damage(format!(
-                    "batch offset {} does not follow offset {}",
-                    header.base_offset,
-                    last_offset.unwrap_or(0)
-                ));
+            if let Some(why) = self.header_damage(&header, position, size, last_offset) {
+                return damage(why);
             }
             last_offset = Some(header.last_offset());
             if !f(position, &header) {
