@@ -13,10 +13,11 @@
 //!    `maintenance` mutex, so they never interleave with each other.
 //!
 //! Group commit: an appending thread that must wait for durability calls `flush_to(end)`. Only
-//! one thread fsyncs at a time (the one that set `flush_lock`'s flag); it first reads the current
-//! `log_end`, so one fsync covers every append published before it started. The others sleep on
-//! `flush_done` without holding the lock; when the fsync ends they all wake, those it covered
-//! return, and one of the rest starts the next fsync.
+//! one thread fsyncs at a time (the one holding the turn in `flush_q`); it first lets durable
+//! appenders that have not appended yet do so (`gather_appenders`), then reads the current
+//! `log_end`, so one fsync covers every append published before it started. The others park;
+//! when the fsync ends the leader unparks all it covered and one of the rest, which takes the
+//! next turn.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -163,14 +164,13 @@ pub struct PartitionLog {
     pub(crate) log_start: AtomicU64,
     flushed: AtomicU64,
     /// True while a thread is fsyncing (see the module docs on group commit).
-    flush_lock: Mutex<bool>,
+    flush_q: Mutex<FlushQueue>,
     /// Threads inside an append that will wait for its fsync (see `gather_appenders`).
     durable_appenders: AtomicUsize,
     /// Threads inside `flush_to`, the leader included.
     flush_waiters: AtomicUsize,
     /// How long the last group-commit fsync took, in microseconds.
     last_fsync_us: AtomicU64,
-    flush_done: Condvar,
     dir_dirty: AtomicBool,
     failed: Mutex<Option<String>>,
     closed: AtomicBool,
@@ -250,11 +250,10 @@ impl PartitionLog {
             log_end: AtomicU64::new(r.state.next_offset),
             log_start: AtomicU64::new(r.log_start),
             flushed: AtomicU64::new(r.checkpoint.recovery_point),
-            flush_lock: Mutex::new(false),
+            flush_q: Mutex::new(FlushQueue::default()),
             durable_appenders: AtomicUsize::new(0),
             flush_waiters: AtomicUsize::new(0),
             last_fsync_us: AtomicU64::new(0),
-            flush_done: Condvar::new(),
             dir_dirty: AtomicBool::new(false),
             failed: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -551,26 +550,10 @@ impl PartitionLog {
             return Ok(());
         }
         let _waiting = Counted::enter(&self.flush_waiters);
-        // Wait while another thread fsyncs, then either find `target` flushed or fsync ourselves.
-        // (A mutex held across the fsync made the covered waiters leave one at a time, each after
-        // taking the mutex, while the thread that had just synced took it again for its next
-        // append: with 32 appending threads one fsync acknowledged about two appends.)
-        let mut syncing = self.flush_lock.lock();
-        loop {
-            if self.flushed.load(Ordering::Acquire) >= target {
-                return Ok(());
-            }
-            if let Some(why) = self.failed.lock().as_ref() {
-                return Err(Error::Failed(why.clone()));
-            }
-            if !*syncing {
-                break;
-            }
-            self.flush_done.wait(&mut syncing);
-        }
-        *syncing = true;
-        drop(syncing);
-        let _done = FlushDone(self);
+        // Either another thread's fsync covers `target` while we are parked, or we fsync.
+        let Some(_done) = self.flush_turn(target)? else {
+            return Ok(());
+        };
         self.gather_appenders();
         let flushed = self.flushed.load(Ordering::Acquire);
         let end = self.log_end.load(Ordering::Acquire);
@@ -824,12 +807,44 @@ impl PartitionLog {
     /// Waits until no group-commit fsync runs and keeps new ones from starting until the
     /// returned guard is dropped.
     fn hold_flush(&self) -> FlushDone<'_> {
-        let mut syncing = self.flush_lock.lock();
-        while *syncing {
-            self.flush_done.wait(&mut syncing);
+        loop {
+            // `u64::MAX` is never flushed, so this only returns with the turn (or an error,
+            // which `flush_turn` only returns for finite targets).
+            if let Ok(Some(turn)) = self.flush_turn(u64::MAX) {
+                return turn;
+            }
         }
-        *syncing = true;
-        FlushDone(self)
+    }
+
+    /// Parks the calling thread until offsets below `target` are flushed (`Ok(None)`) or it is
+    /// its turn to fsync (`Ok(Some(turn))`; the turn ends when the guard drops). Parked threads
+    /// are woken by the thread whose turn ends: every one its fsync covered at once, each
+    /// without taking a lock after waking, and one of the others to take the next turn. (A
+    /// condition variable made the covered waiters leave one at a time, each re-taking its
+    /// mutex: with 32 appending threads on 2 cores that hand-off, not the fsync, set the pace.)
+    fn flush_turn(&self, target: u64) -> Result<Option<FlushDone<'_>>> {
+        let me = std::thread::current();
+        loop {
+            {
+                let mut q = self.flush_q.lock();
+                // A spurious wake-up may leave our old entry behind.
+                q.parked.retain(|(_, t)| t.id() != me.id());
+                if self.flushed.load(Ordering::Acquire) >= target {
+                    return Ok(None);
+                }
+                if target != u64::MAX {
+                    if let Some(why) = self.failed.lock().as_ref() {
+                        return Err(Error::Failed(why.clone()));
+                    }
+                }
+                if !q.busy {
+                    q.busy = true;
+                    return Ok(Some(FlushDone(self)));
+                }
+                q.parked.push((target, me.clone()));
+            }
+            std::thread::park();
+        }
     }
 
     /// Takes the log out of service without touching its folder again (no flush, no checkpoint,
@@ -991,6 +1006,14 @@ impl Drop for PartitionLog {
     }
 }
 
+/// Group commit's turn-taking: whether a thread holds the turn (fsyncing, or truncating), and
+/// the threads parked until an offset is flushed or the turn is free (`u64::MAX`).
+#[derive(Default)]
+struct FlushQueue {
+    busy: bool,
+    parked: Vec<(u64, std::thread::Thread)>,
+}
+
 /// Counts a thread in while it lives (a gauge for `gather_appenders`).
 struct Counted<'a>(&'a AtomicUsize);
 
@@ -1013,8 +1036,22 @@ struct FlushDone<'a>(&'a PartitionLog);
 
 impl Drop for FlushDone<'_> {
     fn drop(&mut self) {
-        *self.0.flush_lock.lock() = false;
-        self.0.flush_done.notify_all();
+        let log = self.0;
+        let mut q = log.flush_q.lock();
+        q.busy = false;
+        let flushed = log.flushed.load(Ordering::Acquire);
+        let failed = log.failed.lock().is_some();
+        let mut next_turn_woken = false;
+        q.parked.retain(|(target, thread)| {
+            let covered = failed || *target <= flushed;
+            if covered || !next_turn_woken {
+                next_turn_woken |= !covered;
+                thread.unpark();
+                false
+            } else {
+                true
+            }
+        });
     }
 }
 
