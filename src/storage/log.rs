@@ -32,7 +32,9 @@ use parking_lot::{Condvar, Mutex};
 
 use super::checkpoint::Checkpoint;
 use super::config::{Durability, LogConfig};
+use super::fetch::FetchData;
 use super::segment::{ActiveState, Segment};
+use super::signal::{deadline_after, AppendSignal};
 use super::{fsutil, recovery};
 use crate::batch::{self, BatchHeader, RecordBatch};
 use crate::error::{Error, IoContext, Result};
@@ -49,85 +51,6 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Whether the batch is known to be on disk (fsynced) when the call returns.
     pub durable: bool,
-}
-
-/// The answer to a read: whole batches, exactly as stored (Kafka's bytes), and the log's bounds at
-/// the time of the read.
-#[derive(Debug, Clone)]
-pub struct FetchData {
-    /// Record batches back to back; may start before the requested offset (a batch is never
-    /// split) and is empty when there is nothing at or after it yet.
-    pub bytes: Bytes,
-    /// The offset that was asked for.
-    pub fetch_offset: u64,
-    /// The log end offset (high watermark of an unreplicated log) when the read began.
-    pub high_watermark: u64,
-    /// The log start offset when the read began.
-    pub log_start_offset: u64,
-    next_offset: u64,
-}
-
-impl FetchData {
-    /// The batches, each validated (CRC included) as it is reached.
-    pub fn batches(&self) -> impl Iterator<Item = Result<RecordBatch>> + '_ {
-        let mut rest = self.bytes.clone();
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            match RecordBatch::decode_first(&rest) {
-                Ok((batch, len)) => {
-                    rest = rest.slice(len..);
-                    Some(Ok(batch))
-                }
-                Err(e) => {
-                    rest = Bytes::new();
-                    Some(Err(e))
-                }
-            }
-        })
-    }
-
-    /// The records at or after `fetch_offset`, decoded.
-    pub fn records(&self) -> Result<Vec<OffsetRecord>> {
-        let mut out = Vec::new();
-        for batch in self.batches() {
-            for record in batch?.records() {
-                let record = record?;
-                if record.offset >= self.fetch_offset {
-                    out.push(record);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Where the next read should start: one past the last offset of the last batch returned,
-    /// or, when none was, the log end offset if compaction left nothing from `fetch_offset` to
-    /// it. After compaction a batch can end in offsets whose records were removed, so this can
-    /// be past the last record returned; a reader that moves on from here never stalls on such a
-    /// gap (Kafka's consumer does the same).
-    pub fn next_offset(&self) -> u64 {
-        self.next_offset
-    }
-
-    fn offset_after_batches(&self) -> u64 {
-        let mut next = self.fetch_offset;
-        let mut rest = &self.bytes[..];
-        while let Ok(header) = BatchHeader::parse(rest) {
-            if header.total_len() > rest.len() {
-                break;
-            }
-            next = next.max(header.last_offset() + 1);
-            rest = &rest[header.total_len()..];
-        }
-        next
-    }
-
-    /// True when no batch was returned.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }
 
 pub(crate) struct Writer {
@@ -1062,44 +985,4 @@ pub(crate) const LOCK_FILE: &str = "tidelog.lock";
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<PartitionLog>();
-}
-
-/// A wake-up for threads that wait for appends to any of several logs: a counter that appends
-/// bump, and a condition variable to sleep on between bumps.
-#[derive(Debug, Default)]
-pub(crate) struct AppendSignal {
-    seq: Mutex<u64>,
-    cond: Condvar,
-}
-
-impl AppendSignal {
-    /// Bumps the counter and wakes the waiter.
-    pub fn notify(&self) {
-        *self.seq.lock() += 1;
-        self.cond.notify_all();
-    }
-
-    /// The counter now; pass it to [`wait_past`](Self::wait_past) after checking for data, so an
-    /// append between the check and the wait is not missed.
-    pub fn current(&self) -> u64 {
-        *self.seq.lock()
-    }
-
-    /// Sleeps until the counter moves past `seen` or `deadline` passes; returns whether it moved.
-    pub fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
-        let mut seq = self.seq.lock();
-        while *seq == seen {
-            if self.cond.wait_until(&mut seq, deadline).timed_out() {
-                return *seq != seen;
-            }
-        }
-        true
-    }
-}
-
-/// `Instant::now() + timeout`, or a deadline decades away when that would overflow.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -10,21 +10,25 @@
 //!   00000000000000004096.log        next segment, named by its base offset ...
 //! ```
 //!
-//! Files: `log.rs` (the `PartitionLog` and its invariants), `segment.rs`, `index.rs`,
-//! `recovery.rs`, `retention.rs`, `compaction.rs`, `checkpoint.rs`, `config.rs`.
+//! Files: `log.rs` (the `PartitionLog`, its invariants and group commit), `fetch.rs` (what a read
+//! returns), `signal.rs` (waking readers), `segment.rs`, `index.rs`, `recovery.rs`,
+//! `retention.rs`, `compaction.rs`, `checkpoint.rs`, `clock.rs`, `fsutil.rs`, `config.rs`.
 
 mod checkpoint;
 mod clock;
 mod compaction;
 mod config;
+mod fetch;
 pub(crate) mod fsutil;
 mod index;
 mod log;
 mod recovery;
 mod retention;
 mod segment;
+mod signal;
 
 pub(crate) use self::clock::coarse_now_ms;
 pub use self::config::{CleanupPolicy, Durability, LogConfig, RecoveryMode};
-pub(crate) use self::log::{deadline_after, AppendSignal};
-pub use self::log::{AppendInfo, FetchData, MaintenanceReport, PartitionLog};
+pub use self::fetch::FetchData;
+pub use self::log::{AppendInfo, MaintenanceReport, PartitionLog};
+pub(crate) use self::signal::{deadline_after, AppendSignal};
