@@ -37,7 +37,7 @@ pub use self::typed::{DecodeError, RecordField, TypedConsumer, TypedRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::{Partition, TopicPartition};
-use crate::storage::AppendSignal;
+use crate::storage::{AppendSignal, PartitionLog};
 use crate::topic::validate_topic_name;
 
 /// How long one park lasts at most when a poll has no deadline (`Duration::MAX` timeouts).
@@ -444,16 +444,7 @@ impl Consumer {
     ///
     /// Errors: [`Error::UnknownTopic`], [`Error::UnknownPartition`].
     pub fn beginning_offsets(&self, partitions: &[TopicPartition]) -> Result<Vec<u64>> {
-        partitions
-            .iter()
-            .map(|tp| {
-                Ok(self
-                    .broker
-                    .partition(&tp.topic, tp.partition)?
-                    .log()?
-                    .log_start_offset())
-            })
-            .collect()
+        self.offsets_of(partitions, PartitionLog::log_start_offset)
     }
 
     /// Each partition's log end offset, the offset the next record will get (Kafka's
@@ -461,14 +452,21 @@ impl Consumer {
     ///
     /// Errors: [`Error::UnknownTopic`], [`Error::UnknownPartition`].
     pub fn end_offsets(&self, partitions: &[TopicPartition]) -> Result<Vec<u64>> {
+        self.offsets_of(partitions, PartitionLog::log_end_offset)
+    }
+
+    /// `offset` of each partition's log, in the order given.
+    fn offsets_of(
+        &self,
+        partitions: &[TopicPartition],
+        offset: fn(&PartitionLog) -> u64,
+    ) -> Result<Vec<u64>> {
         partitions
             .iter()
             .map(|tp| {
-                Ok(self
-                    .broker
-                    .partition(&tp.topic, tp.partition)?
-                    .log()?
-                    .log_end_offset())
+                Ok(offset(
+                    self.broker.partition(&tp.topic, tp.partition)?.log()?,
+                ))
             })
             .collect()
     }
