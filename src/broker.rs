@@ -31,7 +31,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, IoContext, Result};
 use crate::partition::Partition;
-use crate::storage::{LogConfig, PartitionLog};
+use crate::group::coordinator::GroupCoordinator;
+use crate::group::offsets::OFFSETS_TOPIC;
+use crate::storage::{CleanupPolicy, LogConfig, PartitionLog};
 use crate::topic::{
     read_metadata, validate_topic_name, write_metadata, PartitionDescription, Topic,
     TopicDescription, TopicMeta, TopicState,
@@ -54,6 +56,8 @@ pub const DEFAULT_DIR: &str = "tidelog-data";
 pub struct BrokerConfig {
     topic_defaults: LogConfig,
     maintenance_interval: Duration,
+    offsets_topic_partitions: u32,
+    offsets_topic_config: LogConfig,
 }
 
 impl Default for BrokerConfig {
@@ -61,6 +65,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             topic_defaults: LogConfig::default(),
             maintenance_interval: Duration::from_millis(100),
+            offsets_topic_partitions: 1,
+            offsets_topic_config: default_offsets_config(),
         }
     }
 }
@@ -80,6 +86,34 @@ impl BrokerConfig {
         self.maintenance_interval = every;
         self
     }
+
+    /// Partitions of `__consumer_offsets`, the internal topic of committed offsets, when it is
+    /// created (on the first commit or group join; Kafka's `offsets.topic.num.partitions`).
+    /// Default 1: one process rarely needs commits of different groups to go in parallel. A
+    /// group's commits go to partition `abs(hash(group)) % partitions`, as in Kafka, so the count
+    /// of an existing topic is kept.
+    #[must_use]
+    pub fn offsets_topic_partitions(mut self, partitions: u32) -> Self {
+        self.offsets_topic_partitions = partitions;
+        self
+    }
+
+    /// Configuration of `__consumer_offsets` when it is created. Default: compacted (always
+    /// forced), 100 MiB segments (Kafka's `offsets.topic.segment.bytes`), durability
+    /// [`Durability::Always`](crate::Durability::Always): a synchronous commit returns once it
+    /// is on disk. With `Durability::None` or `Interval`, commits cost no fsync and the newest
+    /// ones may be lost in a power failure (their records are then delivered again).
+    #[must_use]
+    pub fn offsets_topic_config(mut self, config: LogConfig) -> Self {
+        self.offsets_topic_config = config.cleanup_policy(CleanupPolicy::Compact);
+        self
+    }
+}
+
+fn default_offsets_config() -> LogConfig {
+    LogConfig::default()
+        .cleanup_policy(CleanupPolicy::Compact)
+        .segment_bytes(100 << 20)
 }
 
 /// An opened tidelog directory: topics, their partitions, and the background maintenance.
@@ -121,9 +155,10 @@ pub(crate) struct BrokerInner {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Mutex<Option<JoinHandle<()>>>,
     maintenance_error: Arc<Mutex<Option<String>>>,
+    pub(crate) groups: Arc<GroupCoordinator>,
 }
 
-type TopicMap = RwLock<BTreeMap<String, Arc<TopicState>>>;
+pub(crate) type TopicMap = RwLock<BTreeMap<String, Arc<TopicState>>>;
 
 impl Broker {
     /// Opens (or creates) the directory at `path` with the default configuration.
@@ -138,6 +173,13 @@ impl Broker {
     /// open; [`Error::Corrupt`] if `meta/topics` is damaged; what opening a partition can return.
     pub fn open_with(path: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker> {
         config.topic_defaults.validate()?;
+        config.offsets_topic_config.validate()?;
+        if config.offsets_topic_partitions == 0 {
+            return Err(Error::InvalidConfig {
+                key: "offsets_topic_partitions",
+                reason: "must be at least 1".into(),
+            });
+        }
         if config.maintenance_interval.is_zero() {
             return Err(Error::InvalidConfig {
                 key: "maintenance_interval",
@@ -153,18 +195,28 @@ impl Broker {
             let state = open_topic(&dir, &meta)?;
             topics.insert(meta.name.clone(), state);
         }
+        let offsets_logs = topics
+            .get(OFFSETS_TOPIC)
+            .map(|t: &Arc<TopicState>| t.partitions.read().clone());
+        let topics = Arc::new(RwLock::new(topics));
+        let groups = Arc::new(GroupCoordinator::new(Arc::clone(&topics)));
+        if let Some(logs) = offsets_logs {
+            groups.load(logs)?;
+        }
         let inner = Arc::new(BrokerInner {
             dir,
             config,
             _lock: lock,
-            topics: Arc::new(RwLock::new(topics)),
+            topics,
             admin: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             thread: Mutex::new(None),
             maintenance_error: Arc::new(Mutex::new(None)),
+            groups,
         });
         let handle = spawn_background(
             Arc::clone(&inner.topics),
+            Arc::clone(&inner.groups),
             Arc::clone(&inner.maintenance_error),
             Arc::clone(&inner.stop),
             inner.config.maintenance_interval,
@@ -225,6 +277,7 @@ impl Broker {
             .topics
             .write()
             .insert(name.to_string(), Arc::clone(&state));
+        self.inner.groups.topics_changed();
         Ok(Topic { state })
     }
 
@@ -245,9 +298,17 @@ impl Broker {
         self.topic(topic)?.partition(partition)
     }
 
-    /// Names of all topics, sorted.
+    /// Names of all topics, sorted, without the internal `__consumer_offsets` (as Kafka's
+    /// `listTopics` by default; [`topic`](Self::topic) and
+    /// [`describe_topic`](Self::describe_topic) still show it).
     pub fn topics(&self) -> Vec<String> {
-        self.inner.topics.read().keys().cloned().collect()
+        self.inner
+            .topics
+            .read()
+            .keys()
+            .filter(|name| *name != OFFSETS_TOPIC)
+            .cloned()
+            .collect()
     }
 
     /// A topic's configuration, and each partition's offsets and size.
@@ -270,9 +331,14 @@ impl Broker {
         })
     }
 
-    /// Deletes a topic and its data. Handles to it return [`Error::UnknownTopic`] from then on.
+    /// Deletes a topic and its data, and every group's committed offsets for it. Handles to it
+    /// return [`Error::UnknownTopic`] from then on; consumer groups subscribed to it rebalance.
+    ///
+    /// Errors: [`Error::UnknownTopic`]; [`Error::InvalidArgument`] for the internal
+    /// `__consumer_offsets`.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let _admin = self.inner.admin.lock();
+        refuse_internal(name, "deleted")?;
+        let admin = self.inner.admin.lock();
         let state = self
             .inner
             .topics
@@ -302,6 +368,11 @@ impl Broker {
         }
         self.inner.topics.write().remove(name);
         write_metadata(&metadata_path(&self.inner.dir), &self.metadata())?;
+        drop(admin);
+        self.inner.groups.topics_changed();
+        if let Some(logs) = self.inner.groups.offsets_logs() {
+            self.inner.groups.forget_topic(logs, name)?;
+        }
         for dir in doomed {
             std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         }
@@ -310,8 +381,11 @@ impl Broker {
 
     /// Grows a topic to `total` partitions (Kafka's `createPartitions`; the count can only grow,
     /// and keys may map to other partitions afterwards).
+    ///
+    /// Consumer groups subscribed to the topic rebalance to take the new partitions in.
     pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
-        let _admin = self.inner.admin.lock();
+        refuse_internal(name, "given more partitions (groups are mapped to its partitions)")?;
+        let admin = self.inner.admin.lock();
         let topic = self.topic(name)?;
         let current = topic.partition_count();
         if total <= current {
@@ -333,7 +407,33 @@ impl Broker {
             )?));
         }
         topic.state.partitions.write().extend(logs);
+        drop(admin);
+        self.inner.groups.topics_changed();
         Ok(())
+    }
+
+    /// The partitions of `__consumer_offsets`, created with the configured partition count and
+    /// config if it does not exist yet.
+    pub(crate) fn offsets_logs(&self) -> Result<&[Arc<PartitionLog>]> {
+        let groups = &self.inner.groups;
+        if let Some(logs) = groups.offsets_logs() {
+            return Ok(logs);
+        }
+        let topic = match self.topic(OFFSETS_TOPIC) {
+            Ok(topic) => topic,
+            Err(_) => match self.create_topic_with(
+                OFFSETS_TOPIC,
+                self.inner.config.offsets_topic_partitions,
+                self.inner.config.offsets_topic_config.clone(),
+            ) {
+                Ok(topic) => topic,
+                // Created by another thread meanwhile.
+                Err(Error::TopicExists(_)) => self.topic(OFFSETS_TOPIC)?,
+                Err(e) => return Err(e),
+            },
+        };
+        let logs = topic.state.partitions.read().clone();
+        Ok(groups.set_offsets_logs(logs))
     }
 
     /// Changes a topic's configuration (Kafka's `alterConfigs`); applies to every partition.
@@ -384,6 +484,7 @@ impl Drop for BrokerInner {
 
 fn spawn_background(
     topics: Arc<TopicMap>,
+    groups: Arc<GroupCoordinator>,
     error: Arc<Mutex<Option<String>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     every: Duration,
@@ -401,6 +502,7 @@ fn spawn_background(
                     return;
                 }
             }
+            groups.expire_members();
             let logs: Vec<Arc<PartitionLog>> = topics
                 .read()
                 .values()
@@ -413,6 +515,15 @@ fn spawn_background(
             }
         })
         .ctx(|| "starting the maintenance thread".to_string())
+}
+
+fn refuse_internal(name: &str, what: &str) -> Result<()> {
+    if name == OFFSETS_TOPIC {
+        return Err(Error::InvalidArgument(format!(
+            "`{OFFSETS_TOPIC}` is the internal topic of committed offsets and cannot be {what}"
+        )));
+    }
+    Ok(())
 }
 
 fn metadata_path(dir: &Path) -> PathBuf {

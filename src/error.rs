@@ -11,7 +11,9 @@
 //!   [`Error::InvalidBatch`], [`Error::ChecksumMismatch`], [`Error::Corrupt`],
 //!   [`Error::UnsupportedCompression`];
 //! * **environment** — retry or repair the machine: [`Error::Io`], [`Error::DirectoryLocked`];
-//! * **state** — the handle can no longer be used: [`Error::Closed`], [`Error::Failed`].
+//! * **state** — the handle can no longer be used, or a consumer group moved on without it:
+//!   [`Error::Closed`], [`Error::Failed`], [`Error::Fenced`], [`Error::UnknownGroup`],
+//!   [`Error::GroupNotEmpty`].
 
 use std::io;
 use std::path::PathBuf;
@@ -170,6 +172,35 @@ pub enum Error {
     DirectoryLocked {
         /// The directory.
         path: PathBuf,
+    },
+
+    /// The consumer group does not exist (it has no members and no committed offsets).
+    #[error("consumer group `{0}` does not exist")]
+    UnknownGroup(String),
+
+    /// The operation needs a consumer group without members (deleting it, resetting its
+    /// offsets); close its consumers first.
+    #[error("consumer group `{group}` still has {members} member(s); close its consumers first")]
+    GroupNotEmpty {
+        /// The group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+
+    /// A consumer-group operation was refused because the member no longer has the right to it:
+    /// it was removed from the group (it did not poll within `max_poll_interval`, or its session
+    /// timed out), another consumer took over its `group_instance_id`, a commit came from an
+    /// older generation, or it commits a partition that is assigned elsewhere now. Kafka's
+    /// `CommitFailedException` and `FencedInstanceIdException`. The consumer rejoins the group
+    /// at its next poll (unless its instance id was taken over); records of the partitions it
+    /// lost may be delivered again to their new owner.
+    #[error("consumer group `{group}`: {reason}")]
+    Fenced {
+        /// The group.
+        group: String,
+        /// What happened, naming the member and generation.
+        reason: String,
     },
 
     /// The handle was closed.

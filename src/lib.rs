@@ -43,6 +43,7 @@ mod broker;
 mod codec;
 mod consumer;
 mod error;
+mod group;
 mod partition;
 mod producer;
 mod record;
@@ -57,10 +58,19 @@ pub use crate::codec::{
     BincodeCodec, BytesCodec, CodecError, Deserializer, Serializer, StringCodec,
 };
 pub use crate::consumer::{
-    Consumer, ConsumerConfig, ConsumerIter, ConsumerRecord, ConsumerRecords, DecodeError,
-    OffsetReset, RecordField, TypedConsumer, TypedRecord, WakeupHandle,
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerIter, ConsumerRecord,
+    ConsumerRecords, DecodeError, OffsetReset, RebalanceListener, RecordField, TypedConsumer,
+    TypedRecord, WakeupHandle,
 };
 pub use crate::error::{Error, Result};
+pub use crate::group::assignor::{
+    Assignment, Assignor, CooperativeStickyAssignor, MemberSubscription, RangeAssignor,
+    RebalanceProtocol, RoundRobinAssignor, StickyAssignor,
+};
+pub use crate::group::admin::{
+    GroupDescription, GroupListing, GroupState, MemberDescription, PartitionLag, ResetTo,
+};
+pub use crate::group::offsets::OffsetAndMetadata;
 pub use crate::partition::{Partition, TopicPartition};
 pub use crate::producer::{
     murmur2, partition_for_key, to_positive, Partitioner, Producer, ProducerConfig, ProducerRecord,

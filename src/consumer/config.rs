@@ -1,8 +1,10 @@
 //! `ConsumerConfig` and `OffsetReset`: a consumer's settings, named as Kafka names them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::group::assignor::{Assignor, RangeAssignor};
 
 /// Where a consumer starts in a partition that has no valid position: a newly assigned partition,
 /// or one whose position fell outside the log (retention deleted it, or a seek went past the end).
@@ -35,6 +37,13 @@ pub enum OffsetReset {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) enable_auto_commit: bool,
+    pub(crate) auto_commit_interval: Duration,
+    pub(crate) session_timeout: Duration,
+    pub(crate) max_poll_interval: Duration,
+    pub(crate) assignor: AssignorRef,
     pub(crate) max_poll_records: usize,
     pub(crate) fetch_max_bytes: usize,
     pub(crate) max_partition_fetch_bytes: usize,
@@ -47,6 +56,13 @@ pub struct ConsumerConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
+            group_instance_id: None,
+            client_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
+            assignor: AssignorRef(Arc::new(RangeAssignor)),
             max_poll_records: 500,
             fetch_max_bytes: 50 << 20,
             max_partition_fetch_bytes: 1 << 20,
@@ -104,13 +120,87 @@ impl ConsumerConfig {
 
     /// The consumer group (`group.id`). Default none.
     ///
-    /// Consumer groups (partitions shared out between the members, committed offsets) come with a
-    /// later release. Until then the group id is only recorded: a consumer with a group id that
-    /// calls [`subscribe`](crate::Consumer::subscribe) gets every partition of the topics, as
-    /// without one.
+    /// With a group id, [`subscribe`](crate::Consumer::subscribe) joins the group: the
+    /// subscribed topics' partitions are shared out among its members, and the consumer can
+    /// [commit](crate::Consumer::commit_sync) offsets and starts each partition at the group's
+    /// committed offset. Without one, a subscription reads every partition and commits are
+    /// refused.
     #[must_use]
     pub fn group_id(mut self, group: impl Into<String>) -> Self {
         self.group_id = Some(group.into());
+        self
+    }
+
+    /// Makes the consumer a *static member* of its group (`group.instance.id`). Default none
+    /// (a dynamic member).
+    ///
+    /// When a static member's consumer is dropped or closed, the group keeps its partitions
+    /// for [`session_timeout`](Self::session_timeout) instead of rebalancing; a new consumer
+    /// with the same instance id within that time gets them back at once, without a
+    /// rebalance (for example across an application restart). A second live consumer with the
+    /// same instance id takes the place over, and the first one gets [`Error::Fenced`].
+    #[must_use]
+    pub fn group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
+    }
+
+    /// A name for the consumer, shown in group descriptions and the start of its member id
+    /// (`client.id`). Default `consumer-<group>-<n>`.
+    #[must_use]
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// Whether positions are committed automatically (`enable.auto.commit`). Default `true`,
+    /// as in Kafka: each `poll` commits the positions reached by the records the previous polls
+    /// returned, once every [`auto_commit_interval`](Self::auto_commit_interval); positions are
+    /// also committed before partitions are revoked in a rebalance and when the consumer is
+    /// closed. Records a thread did not finish processing before it polls again can be lost
+    /// this way; turn it off and commit yourself after processing for at-least-once delivery.
+    #[must_use]
+    pub fn enable_auto_commit(mut self, enabled: bool) -> Self {
+        self.enable_auto_commit = enabled;
+        self
+    }
+
+    /// How often automatic commits happen (`auto.commit.interval.ms`). Default 5 s.
+    #[must_use]
+    pub fn auto_commit_interval(mut self, every: Duration) -> Self {
+        self.auto_commit_interval = every;
+        self
+    }
+
+    /// How long a member whose thread is gone keeps its place (`session.timeout.ms`). Default
+    /// 45 s, as in Kafka. The session ends when the thread that polled the consumer last has
+    /// ended and no other thread has polled it since; a static member whose consumer was
+    /// dropped keeps its partitions this long for its successor.
+    #[must_use]
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Longest time a member may spend between polls before the group removes it and gives its
+    /// partitions to others (`max.poll.interval.ms`). Default 5 minutes. Time spent waiting
+    /// inside `poll` does not count. A removed consumer's commits fail with
+    /// [`Error::Fenced`]; its next poll joins the group again as a new member.
+    #[must_use]
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
+    /// How the group shares partitions among its members (`partition.assignment.strategy`):
+    /// [`RangeAssignor`] (the default, as in Kafka), [`RoundRobinAssignor`](crate::RoundRobinAssignor),
+    /// [`StickyAssignor`](crate::StickyAssignor),
+    /// [`CooperativeStickyAssignor`](crate::CooperativeStickyAssignor) (partitions that stay
+    /// are consumed throughout a rebalance), or your own [`Assignor`]. Every member of a group
+    /// must use the same one.
+    #[must_use]
+    pub fn partition_assignment_strategy(mut self, assignor: impl Assignor + 'static) -> Self {
+        self.assignor = AssignorRef(Arc::new(assignor));
         self
     }
 
@@ -145,16 +235,53 @@ impl ConsumerConfig {
             });
         }
         if let Some(group) = &self.group_id {
-            if group.is_empty() {
+            if group.is_empty() || group.len() > 1024 {
                 return Err(Error::InvalidConfig {
                     key: "group_id",
-                    reason: "cannot be empty".into(),
+                    reason: "must be 1 to 1024 bytes long".into(),
+                });
+            }
+        }
+        if self.group_instance_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 249) {
+            return Err(Error::InvalidConfig {
+                key: "group_instance_id",
+                reason: "must be 1 to 249 bytes long".into(),
+            });
+        }
+        for (key, value) in [
+            ("auto_commit_interval", self.auto_commit_interval),
+            ("session_timeout", self.session_timeout),
+            ("max_poll_interval", self.max_poll_interval),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidConfig {
+                    key,
+                    reason: "must be greater than zero".into(),
                 });
             }
         }
         Ok(())
     }
 }
+
+/// The configured assignor; configurations compare equal when their assignors have the same
+/// name.
+#[derive(Clone)]
+pub(crate) struct AssignorRef(pub Arc<dyn Assignor>);
+
+impl std::fmt::Debug for AssignorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl PartialEq for AssignorRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for AssignorRef {}
 
 #[cfg(test)]
 mod tests {
@@ -169,6 +296,11 @@ mod tests {
         assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
         assert_eq!(c.spin, Duration::ZERO);
         assert_eq!(c.group_id, None);
+        assert!(c.enable_auto_commit);
+        assert_eq!(c.auto_commit_interval, Duration::from_secs(5));
+        assert_eq!(c.session_timeout, Duration::from_secs(45));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(300));
+        assert_eq!(c.assignor.0.name(), "range");
         c.validate().unwrap();
         assert!(matches!(
             c.clone().max_poll_records(0).validate(),

@@ -21,6 +21,7 @@
 
 mod config;
 mod fetch;
+mod group;
 mod iter;
 mod records;
 mod typed;
@@ -31,11 +32,15 @@ use std::time::{Duration, Instant};
 
 pub use self::config::{ConsumerConfig, OffsetReset};
 use self::fetch::{Assigned, FetchContext};
+pub use self::group::{ConsumerGroupMetadata, RebalanceListener};
+use self::group::Membership;
 pub use self::iter::ConsumerIter;
 pub use self::records::{ConsumerRecord, ConsumerRecords};
 pub use self::typed::{DecodeError, RecordField, TypedConsumer, TypedRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::group::coordinator::Subscription;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::partition::{Partition, TopicPartition};
 use crate::storage::{AppendSignal, PartitionLog};
 use crate::topic::validate_topic_name;
@@ -57,9 +62,14 @@ const LONGEST_PARK: Duration = Duration::from_secs(3600);
 /// loop; with [`ConsumerConfig::spin`] it first spins briefly, for the lowest latency. Records
 /// are not copied out of the fetched buffer: keys and values are shared [`Bytes`](bytes::Bytes).
 ///
-/// Every consumer reads independently: two consumers of the same topic each receive every
-/// record. (Sharing partitions between the members of a group, and committed offsets, come with
-/// consumer groups in a later release; [`ConsumerConfig::group_id`] is recorded until then.)
+/// Consumers without a group read independently: two consumers of the same topic each receive
+/// every record. Consumers with the same [`ConsumerConfig::group_id`] that
+/// [`subscribe`](Self::subscribe) form a *consumer group*: each partition goes to one member, so
+/// each record goes to one consumer of the group (a queue that scales), while every group gets
+/// every record (publish/subscribe). Members [commit](Self::commit_sync) their positions, and a
+/// partition that moves to another member in a rebalance continues from its committed offset;
+/// see [`RebalanceListener`] and the assignors ([`RangeAssignor`](crate::RangeAssignor) and
+/// others).
 ///
 /// A consumer is `Send` and `Sync`, but its methods that poll or move positions take `&mut self`:
 /// as in Kafka, one thread uses it at a time. Use one consumer per thread to read in parallel,
@@ -100,12 +110,22 @@ pub struct Consumer {
     config: ConsumerConfig,
     signal: Arc<AppendSignal>,
     woken: Arc<AtomicBool>,
-    /// Subscribed topic names, sorted and distinct; `None` when partitions are assigned by hand.
-    subscription: Option<Vec<String>>,
+    /// Subscribed topics or pattern; `None` when partitions are assigned by hand.
+    subscription: Option<Subscription>,
     /// Invariant 1: sorted by topic-partition.
     assigned: Vec<Assigned>,
     /// Where the next poll starts its round over `assigned` (fairness between partitions).
     next_start: usize,
+    /// The consumer's membership while it is subscribed with a group id (see `group.rs`).
+    group: Option<Membership>,
+    /// In a mutex only so that the consumer stays `Sync`; used through `get_mut`.
+    listener: parking_lot::Mutex<Option<Box<dyn RebalanceListener>>>,
+    /// Set while a rebalance listener runs (it must not poll).
+    in_listener: bool,
+    /// Why the group fenced this consumer off for good (its instance id was taken over).
+    fenced: Option<String>,
+    next_auto_commit: Instant,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -155,6 +175,7 @@ impl Consumer {
     /// Errors: [`Error::InvalidConfig`] when a setting is out of range.
     pub fn new(broker: &Broker, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
+        let next_auto_commit = Instant::now() + config.auto_commit_interval;
         Ok(Consumer {
             broker: broker.clone(),
             config,
@@ -163,6 +184,12 @@ impl Consumer {
             subscription: None,
             assigned: Vec::new(),
             next_start: 0,
+            group: None,
+            listener: parking_lot::Mutex::new(None),
+            in_listener: false,
+            fenced: None,
+            next_auto_commit,
+            closed: false,
         })
     }
 
@@ -200,41 +227,115 @@ impl Consumer {
         for tp in partitions {
             wanted.push((tp.clone(), self.broker.partition(&tp.topic, tp.partition)?));
         }
+        self.leave_group(false)?;
         self.subscription = None;
         self.set_assignment(wanted);
+        self.seek_to_committed()?;
         Ok(())
     }
 
-    /// Reads every partition of these topics (Kafka's `subscribe` without a group), replacing
-    /// any earlier assignment or subscription.
+    /// With a group id, starts newly assigned partitions without a position at the group's
+    /// committed offsets.
+    fn seek_to_committed(&mut self) -> Result<()> {
+        let Some(group_id) = &self.config.group_id else {
+            return Ok(());
+        };
+        let fresh: Vec<TopicPartition> = self
+            .assigned
+            .iter()
+            .filter(|a| a.position.is_none())
+            .map(|a| a.tp.clone())
+            .collect();
+        let committed = self.broker.inner.groups.committed(group_id, &fresh);
+        for (tp, c) in fresh.iter().zip(committed) {
+            if let Some(c) = c {
+                let i = self.index_of(tp)?;
+                self.assigned[i].seek(c.offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes to these topics (Kafka's `subscribe`), replacing any earlier assignment or
+    /// subscription. An empty slice is [`unsubscribe`](Self::unsubscribe).
     ///
-    /// The assignment follows the topics: partitions added to a topic later, and topics created
-    /// later under a subscribed name, are picked up by the next poll (a poll that is blocked
-    /// looks every [`metadata_max_age`](ConsumerConfig::metadata_max_age)); a deleted topic's
-    /// partitions are dropped from the assignment without an error. An empty slice is
-    /// [`unsubscribe`](Self::unsubscribe).
+    /// **With a [group id](ConsumerConfig::group_id)** the consumer joins the group, and the
+    /// subscribed topics' partitions are shared out among the members by the group's assignor;
+    /// members joining or leaving, partitions added and topics created or deleted start a
+    /// rebalance, which the next `poll` (or the one that is blocked) carries out. Each partition
+    /// starts at the group's committed offset, else where `auto_offset_reset` says.
     ///
-    /// Errors: [`Error::InvalidTopicName`] (a name that could never exist).
+    /// **Without one** it reads every partition of the topics. Partitions added to a topic
+    /// later, and topics created later under a subscribed name, are picked up by the next poll
+    /// (a poll that is blocked looks every
+    /// [`metadata_max_age`](ConsumerConfig::metadata_max_age)); a deleted topic's partitions
+    /// are dropped from the assignment without an error.
+    ///
+    /// Errors: [`Error::InvalidTopicName`] (a name that could never exist);
+    /// [`Error::InvalidConfig`] if the group uses another assignor; I/O errors creating the
+    /// offsets topic.
     pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
         for topic in topics {
             validate_topic_name(topic)?;
         }
         if topics.is_empty() {
-            self.unsubscribe();
-            return Ok(());
+            return self.unsubscribe();
         }
         let mut names: Vec<String> = topics.iter().map(|t| (*t).to_string()).collect();
         names.sort_unstable();
         names.dedup();
-        self.subscription = Some(names);
+        self.subscribe_to(Subscription::Topics(names))
+    }
+
+    /// Subscribes to every topic whose whole name matches the regular expression `pattern`
+    /// (Kafka's `subscribe(Pattern)`), now and as topics are created or deleted, except the
+    /// internal `__consumer_offsets`. Otherwise as [`subscribe`](Self::subscribe).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tidelog::{Broker, ConsumerConfig, OffsetReset, Record};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let broker = Broker::open(dir.path())?;
+    /// let mut consumer = broker.consumer(
+    ///     ConsumerConfig::default().group_id("audit").auto_offset_reset(OffsetReset::Earliest),
+    /// )?;
+    /// consumer.subscribe_pattern("orders-.*")?;
+    /// broker.create_topic("orders-eu", 1)?; // created after the subscription: picked up
+    /// broker.partition("orders-eu", 0)?.log()?.append(&[Record::from_value("x")])?;
+    /// let records = consumer.poll(Duration::from_secs(5))?;
+    /// assert_eq!(records.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a pattern that is not a valid regular expression;
+    /// as [`subscribe`](Self::subscribe).
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
+        let anchored = format!("^(?:{pattern})$");
+        let re = regex::Regex::new(&anchored).map_err(|e| {
+            Error::InvalidArgument(format!("invalid subscription pattern `{pattern}`: {e}"))
+        })?;
+        self.subscribe_to(Subscription::Pattern(re))
+    }
+
+    fn subscribe_to(&mut self, subscription: Subscription) -> Result<()> {
+        if self.config.group_id.is_some() {
+            return self.group_subscribe(subscription);
+        }
+        self.subscription = Some(subscription);
         self.refresh_subscription();
         Ok(())
     }
 
-    /// Drops the subscription and every assigned partition.
-    pub fn unsubscribe(&mut self) {
+    /// Drops the subscription and every assigned partition. A group member first gives its
+    /// partitions up (the rebalance listener runs; with auto-commit their positions are
+    /// committed) and leaves the group.
+    ///
+    /// Errors: that final commit's, after leaving anyway.
+    pub fn unsubscribe(&mut self) -> Result<()> {
+        let left = self.leave_group(false);
         self.subscription = None;
         self.set_assignment(Vec::new());
+        left
     }
 
     /// The partitions assigned now, sorted.
@@ -242,9 +343,29 @@ impl Consumer {
         self.assigned.iter().map(|a| a.tp.clone()).collect()
     }
 
-    /// The subscribed topics, sorted (empty when partitions are assigned by hand).
+    /// The subscribed topics, sorted: the names given to [`subscribe`](Self::subscribe), or the
+    /// existing topics a [pattern](Self::subscribe_pattern) matches now; empty when partitions
+    /// are assigned by hand.
     pub fn subscription(&self) -> Vec<String> {
-        self.subscription.clone().unwrap_or_default()
+        match &self.subscription {
+            None => Vec::new(),
+            Some(Subscription::Topics(names)) => names.clone(),
+            Some(Subscription::Pattern(_)) => self.subscribed_names(),
+        }
+    }
+
+    /// The topic names a subscription covers now (for a pattern: the existing topics it matches).
+    fn subscribed_names(&self) -> Vec<String> {
+        match &self.subscription {
+            None => Vec::new(),
+            Some(Subscription::Topics(names)) => names.clone(),
+            Some(Subscription::Pattern(re)) => self
+                .broker
+                .topics()
+                .into_iter()
+                .filter(|t| t != OFFSETS_TOPIC && re.is_match(t))
+                .collect(),
+        }
     }
 
     /// Replaces the assignment, keeping the state of partitions that stay (invariant 1).
@@ -303,16 +424,18 @@ impl Consumer {
         i != self.assigned.len()
     }
 
-    /// Brings the assignment in line with the subscribed topics.
+    /// Brings the assignment of a subscription without a group in line with the subscribed
+    /// topics.
     fn refresh_subscription(&mut self) {
-        let Some(names) = &self.subscription else {
+        if self.subscription.is_none() || self.config.group_id.is_some() {
             return;
-        };
-        if !self.subscription_changed(names) {
+        }
+        let names = self.subscribed_names();
+        if !self.subscription_changed(&names) {
             return;
         }
         let mut wanted = Vec::new();
-        for name in names {
+        for name in &names {
             // A topic that does not exist (yet, or any more) has no partitions to read.
             if let Ok(partitions) = self.broker.topic(name).and_then(|t| t.partitions()) {
                 wanted.extend(
@@ -490,6 +613,23 @@ impl Consumer {
     /// Records found before the error are returned first; the error comes with the next poll,
     /// and again until the cause is fixed (for a damaged batch, seek past it).
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
+        if self.in_listener {
+            return Err(Error::InvalidArgument(
+                "poll cannot be called from a rebalance listener".into(),
+            ));
+        }
+        if let Some(m) = &self.group {
+            m.liveness.enter_poll();
+        }
+        let result = self.poll_inner(timeout);
+        if let Some(m) = &self.group {
+            m.liveness.exit_poll();
+        }
+        result
+    }
+
+    fn poll_inner(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
+        self.maybe_auto_commit();
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
         let mut metadata_checked = started;
@@ -498,8 +638,10 @@ impl Consumer {
             if self.woken.swap(false, Ordering::AcqRel) {
                 return Ok(ConsumerRecords::default());
             }
-            // Invariant 4: the counter first, then the look.
+            // Invariant 4: the counter first, then the look (the group's coordinator notifies
+            // the same signal).
             let seen = self.signal.current();
+            self.group_sync()?;
             let records = self.fetch()?;
             if !records.is_empty() {
                 return Ok(records);
@@ -519,7 +661,7 @@ impl Consumer {
             let mut park_until = deadline
                 .unwrap_or(now + LONGEST_PARK)
                 .min(now + LONGEST_PARK);
-            if self.subscription.is_some() {
+            if self.subscription.is_some() && self.group.is_none() {
                 let refresh_at = metadata_checked
                     .checked_add(self.config.metadata_max_age)
                     .unwrap_or(now + LONGEST_PARK);
@@ -572,6 +714,7 @@ impl Consumer {
         loop {
             if self.woken.load(Ordering::Acquire)
                 || self.assigned.iter().any(Assigned::may_have_data)
+                || self.group.as_ref().is_some_and(Membership::changed)
             {
                 return true;
             }
@@ -640,6 +783,7 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        let _ = self.close_inner();
         for a in &self.assigned {
             a.partition.log.remove_listener(&self.signal);
         }

@@ -1,0 +1,1077 @@
+//! Partition assignors: how a consumer group shares its topics' partitions among its members
+//! (Kafka's `ConsumerPartitionAssignor` and its four built-in strategies).
+//!
+//! The coordinator gives an [`Assignor`] the partition count of each subscribed topic and one
+//! [`MemberSubscription`] per member; the assignor returns an [`Assignment`].
+//!
+//! - [`RangeAssignor`] (`"range"`, Kafka's default) works topic by topic: the members subscribed
+//!   to a topic split its partitions into contiguous ranges, the first members taking one more
+//!   when the count does not divide evenly. Partition *i* of two co-partitioned topics lands on
+//!   the same member, at the price of imbalance across many topics.
+//! - [`RoundRobinAssignor`] (`"roundrobin"`) deals all subscribed partitions, sorted by topic and
+//!   partition, one at a time to the members in turn, skipping members not subscribed to the
+//!   partition's topic.
+//! - [`StickyAssignor`] (`"sticky"`) balances the counts and, within that balance, lets each
+//!   member keep as many of the partitions it owned in the previous generation as possible.
+//! - [`CooperativeStickyAssignor`] (`"cooperative-sticky"`) computes the same target as the
+//!   sticky assignor, under the [`Cooperative`](RebalanceProtocol::Cooperative) protocol: members
+//!   give up only the partitions that move.
+//!
+//! Range against round-robin, with members `C0` and `C1` both subscribed to topics `t0` and `t1`
+//! of three partitions each:
+//!
+//! | member | range                    | round-robin        |
+//! |--------|--------------------------|--------------------|
+//! | `C0`   | t0-0, t0-1, t1-0, t1-1   | t0-0, t0-2, t1-1   |
+//! | `C1`   | t0-2, t1-2               | t0-1, t1-0, t1-2   |
+//!
+//! Members are ordered as Kafka's `MemberInfo`: members with a `group_instance_id` (static
+//! members) first, by instance id, then the others by member id. That order decides who gets the
+//! larger ranges, who is dealt first, and who wins ties.
+//!
+//! Every built-in assignment satisfies, for any input:
+//! 1. Every member appears, possibly with no partitions.
+//! 2. Each partition of a topic in `partitions` that at least one member subscribes to is
+//!    assigned to exactly one member, and that member subscribes to its topic. Nothing else is
+//!    assigned; subscribed topics missing from `partitions` are ignored.
+//! 3. Each member's partitions are sorted.
+//! 4. The output depends only on the input: no hash order, no randomness.
+//!
+//! [`repair`] restores these for an assignment that came from a custom assignor.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::partition::TopicPartition;
+
+/// How a group moves partitions in a rebalance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebalanceProtocol {
+    /// Every member gives up all its partitions at each rebalance, then receives its new
+    /// assignment (Kafka's `EAGER`).
+    Eager,
+    /// Members give up only the partitions that move; the others keep being consumed (Kafka's
+    /// `COOPERATIVE`).
+    Cooperative,
+}
+
+/// What the coordinator tells an assignor about one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSubscription {
+    /// The member's id, given by the coordinator; distinct within the group.
+    pub member_id: String,
+    /// The static member's instance id (`group.instance.id`), if it has one.
+    pub group_instance_id: Option<String>,
+    /// Subscribed topics, sorted and distinct (may name topics that do not exist).
+    pub topics: Vec<String>,
+    /// The partitions the member was given by the previous generation, sorted (input for sticky
+    /// assignors).
+    pub owned_partitions: Vec<TopicPartition>,
+}
+
+/// Member id -> its partitions, sorted.
+pub type Assignment = BTreeMap<String, Vec<TopicPartition>>;
+
+/// Shares a group's partitions among its members (Kafka's `ConsumerPartitionAssignor`).
+/// Implement it for a custom strategy.
+///
+/// An assignment from a custom assignor is checked, and repaired if needed, before the group
+/// uses it.
+pub trait Assignor: Send + Sync + std::fmt::Debug {
+    /// The strategy's name; every member of a group must use the same one (Kafka's names:
+    /// `"range"`, `"roundrobin"`, `"sticky"`, `"cooperative-sticky"`).
+    fn name(&self) -> &str;
+
+    /// The rebalance protocol the strategy needs. Eager by default.
+    fn protocol(&self) -> RebalanceProtocol {
+        RebalanceProtocol::Eager
+    }
+
+    /// Shares the partitions among the members.
+    ///
+    /// `partitions`: partition count of each existing topic that some member subscribes to.
+    /// `members`: sorted by `member_id`.
+    fn assign(
+        &self,
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment;
+}
+
+/// Kafka's default strategy (`"range"`): per topic, each subscribed member takes a contiguous
+/// range of partitions, the first `count % members` of them one more.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use tidelog::{Assignor, MemberSubscription, RangeAssignor, TopicPartition};
+///
+/// let partitions = BTreeMap::from([("t0".to_string(), 3), ("t1".to_string(), 3)]);
+/// let member = |id: &str| MemberSubscription {
+///     member_id: id.to_string(),
+///     group_instance_id: None,
+///     topics: vec!["t0".to_string(), "t1".to_string()],
+///     owned_partitions: Vec::new(),
+/// };
+/// let assignment = RangeAssignor.assign(&partitions, &[member("C0"), member("C1")]);
+///
+/// let c1 = [TopicPartition::new("t0", 2), TopicPartition::new("t1", 2)];
+/// assert_eq!(assignment["C0"].len(), 4);
+/// assert_eq!(assignment["C1"], c1);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeAssignor;
+
+/// Deals partitions one at a time to the members in turn (`"roundrobin"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundRobinAssignor;
+
+/// Balances the counts and keeps as many previously owned partitions as balance allows
+/// (`"sticky"`), under the eager protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StickyAssignor;
+
+/// The sticky assignment under the cooperative protocol (`"cooperative-sticky"`): only the
+/// partitions that move are revoked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CooperativeStickyAssignor;
+
+impl Assignor for RangeAssignor {
+    fn name(&self) -> &'static str {
+        "range"
+    }
+
+    fn assign(
+        &self,
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment {
+        let group = Group::new(partitions, members);
+        let mut held = vec![Vec::new(); group.members.len()];
+        for (topic, &count) in partitions {
+            let subscribers: Vec<usize> = group.eligible(topic).collect();
+            if subscribers.is_empty() {
+                continue;
+            }
+            let per_member = count / subscribers.len() as u32;
+            let extra = count % subscribers.len() as u32;
+            for (i, &member) in subscribers.iter().enumerate() {
+                let i = i as u32;
+                let start = i * per_member + i.min(extra);
+                let len = per_member + u32::from(i < extra);
+                held[member].extend((start..start + len).map(|p| TopicPartition::new(topic, p)));
+            }
+        }
+        group.into_assignment(held)
+    }
+}
+
+impl Assignor for RoundRobinAssignor {
+    fn name(&self) -> &'static str {
+        "roundrobin"
+    }
+
+    fn assign(
+        &self,
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment {
+        let group = Group::new(partitions, members);
+        let count = group.members.len();
+        let mut held = vec![Vec::new(); count];
+        let mut next = 0;
+        for tp in group.subscribed_partitions() {
+            // Some member subscribes to every listed partition's topic, so this always finds one.
+            let Some(owner) = (0..count)
+                .map(|step| (next + step) % count)
+                .find(|&i| group.subscribes(i, &tp.topic))
+            else {
+                continue;
+            };
+            held[owner].push(tp);
+            next = (owner + 1) % count;
+        }
+        group.into_assignment(held)
+    }
+}
+
+impl Assignor for StickyAssignor {
+    fn name(&self) -> &'static str {
+        "sticky"
+    }
+
+    fn assign(
+        &self,
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment {
+        sticky_assign(partitions, members)
+    }
+}
+
+impl Assignor for CooperativeStickyAssignor {
+    fn name(&self) -> &'static str {
+        "cooperative-sticky"
+    }
+
+    fn protocol(&self) -> RebalanceProtocol {
+        RebalanceProtocol::Cooperative
+    }
+
+    fn assign(
+        &self,
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment {
+        sticky_assign(partitions, members)
+    }
+}
+
+/// Checks an assignment (from a custom assignor) and repairs it deterministically.
+///
+/// The result satisfies the module's invariants: every member present; each partition that some
+/// member subscribes to held by exactly one subscriber (the first claimant in member order keeps
+/// a duplicate; partitions of unsubscribed or unknown topics, or out of range, are dropped;
+/// missing ones go to the least-loaded eligible member, ties by member order); each list sorted.
+/// Returns the repaired assignment and whether anything had to change.
+pub(crate) fn repair(
+    mut assignment: Assignment,
+    partitions: &BTreeMap<String, u32>,
+    members: &[MemberSubscription],
+) -> (Assignment, bool) {
+    let group = Group::new(partitions, members);
+    let mut changed = false;
+    let mut claimed = BTreeSet::new();
+    let mut held = Vec::with_capacity(group.members.len());
+    for (i, member) in group.members.iter().enumerate() {
+        let given = assignment.remove(&member.member_id);
+        changed |= given.is_none();
+        let given = given.unwrap_or_default();
+        let kept: Vec<TopicPartition> = given
+            .iter()
+            .filter(|tp| group.may_hold(i, tp) && claimed.insert((*tp).clone()))
+            .cloned()
+            .collect();
+        changed |= kept.len() != given.len() || !given.is_sorted();
+        held.push(kept);
+    }
+    // What is left belongs to ids that are not members.
+    changed |= !assignment.is_empty();
+    for tp in group.subscribed_partitions() {
+        if claimed.contains(&tp) {
+            continue;
+        }
+        changed = true;
+        if let Some(i) = group.least_loaded(&tp.topic, |i| held[i].len()) {
+            held[i].push(tp);
+        }
+    }
+    (group.into_assignment(held), changed)
+}
+
+/// Kafka's `MemberInfo` order: static members first, by instance id, then the others by member
+/// id. Member id breaks ties between equal instance ids, so the order is total.
+fn member_order(a: &MemberSubscription, b: &MemberSubscription) -> Ordering {
+    match (&a.group_instance_id, &b.group_instance_id) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+    .then_with(|| a.member_id.cmp(&b.member_id))
+}
+
+/// The members in [`member_order`], each with the subscribed topics that exist. Assignors work
+/// on member indexes into this order.
+struct Group<'a> {
+    partitions: &'a BTreeMap<String, u32>,
+    /// Distinct by member id (the first in member order wins, should the caller repeat one).
+    members: Vec<&'a MemberSubscription>,
+    /// `topics[i]`: the topics of `partitions` that `members[i]` subscribes to.
+    topics: Vec<BTreeSet<&'a str>>,
+}
+
+impl<'a> Group<'a> {
+    fn new(partitions: &'a BTreeMap<String, u32>, members: &'a [MemberSubscription]) -> Self {
+        let mut ordered: Vec<&MemberSubscription> = members.iter().collect();
+        ordered.sort_by(|a, b| member_order(a, b));
+        let mut seen = BTreeSet::new();
+        ordered.retain(|m| seen.insert(m.member_id.as_str()));
+        let topics = ordered
+            .iter()
+            .map(|m| {
+                m.topics
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|t| partitions.contains_key(*t))
+                    .collect()
+            })
+            .collect();
+        Group {
+            partitions,
+            members: ordered,
+            topics,
+        }
+    }
+
+    fn subscribes(&self, member: usize, topic: &str) -> bool {
+        self.topics[member].contains(topic)
+    }
+
+    /// Whether `member` may be assigned `tp`: it exists and the member subscribes to its topic.
+    fn may_hold(&self, member: usize, tp: &TopicPartition) -> bool {
+        self.subscribes(member, &tp.topic)
+            && self
+                .partitions
+                .get(&tp.topic)
+                .is_some_and(|&count| tp.partition < count)
+    }
+
+    /// The members subscribed to `topic`, in member order.
+    fn eligible<'s>(&'s self, topic: &'s str) -> impl Iterator<Item = usize> + 's {
+        (0..self.members.len()).filter(move |&i| self.subscribes(i, topic))
+    }
+
+    /// The eligible member with the fewest partitions, ties by member order.
+    fn least_loaded(&self, topic: &str, load: impl Fn(usize) -> usize) -> Option<usize> {
+        self.eligible(topic).min_by_key(|&i| (load(i), i))
+    }
+
+    /// Every partition of a topic with at least one subscriber, sorted by topic and partition.
+    fn subscribed_partitions(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .iter()
+            .filter(|(topic, _)| self.eligible(topic).next().is_some())
+            .flat_map(|(topic, &count)| (0..count).map(move |p| TopicPartition::new(topic, p)))
+            .collect()
+    }
+
+    /// Each member's still-valid owned partitions, sorted: those that exist, whose topic the
+    /// member still subscribes to, and that no earlier member claimed.
+    fn valid_owned(&self) -> Vec<Vec<TopicPartition>> {
+        let mut claimed = BTreeSet::new();
+        (0..self.members.len())
+            .map(|i| {
+                let mut owned: Vec<TopicPartition> = self.members[i]
+                    .owned_partitions
+                    .iter()
+                    .filter(|tp| self.may_hold(i, tp) && claimed.insert(*tp))
+                    .cloned()
+                    .collect();
+                owned.sort();
+                owned
+            })
+            .collect()
+    }
+
+    fn into_assignment(self, held: Vec<Vec<TopicPartition>>) -> Assignment {
+        self.members
+            .iter()
+            .zip(held)
+            .map(|(member, mut partitions)| {
+                partitions.sort();
+                (member.member_id.clone(), partitions)
+            })
+            .collect()
+    }
+}
+
+/// The sticky assignment: Kafka's constrained algorithm when every member subscribes to the
+/// same topics, the general one otherwise.
+fn sticky_assign(partitions: &BTreeMap<String, u32>, members: &[MemberSubscription]) -> Assignment {
+    let group = Group::new(partitions, members);
+    let owned = group.valid_owned();
+    let all = group.subscribed_partitions();
+    let held = if group.topics.windows(2).all(|w| w[0] == w[1]) {
+        constrained_assign(&all, owned)
+    } else {
+        general_assign(&group, &all, &owned)
+    };
+    group.into_assignment(held)
+}
+
+/// Every member subscribes to all of `all`. With `N` partitions and `M` members each ends with
+/// `floor(N/M)` partitions, and exactly `N % M` of them with one more. Each member first keeps up
+/// to its quota of owned partitions (the first `N % M` members owning more than the floor keep
+/// the ceiling), which keeps the most owned partitions any balanced assignment can; the rest fill
+/// members below the floor, then one each to members at the floor until the ceiling slots are
+/// used up.
+fn constrained_assign(
+    all: &[TopicPartition],
+    owned: Vec<Vec<TopicPartition>>,
+) -> Vec<Vec<TopicPartition>> {
+    let members = owned.len();
+    if members == 0 {
+        return Vec::new();
+    }
+    let min_quota = all.len() / members;
+    let mut ceil_slots = all.len() % members;
+    let mut assigned = BTreeSet::new();
+    let mut held: Vec<Vec<TopicPartition>> = owned
+        .into_iter()
+        .map(|mut partitions| {
+            let quota = if partitions.len() > min_quota && ceil_slots > 0 {
+                ceil_slots -= 1;
+                min_quota + 1
+            } else {
+                min_quota
+            };
+            partitions.truncate(quota);
+            assigned.extend(partitions.iter().cloned());
+            partitions
+        })
+        .collect();
+    let mut pool = all.iter().filter(|tp| !assigned.contains(tp)).cloned();
+    for partitions in &mut held {
+        while partitions.len() < min_quota {
+            let Some(tp) = pool.next() else { break };
+            partitions.push(tp);
+        }
+    }
+    // Exactly `ceil_slots` partitions remain, and at least that many members sit at the floor.
+    for partitions in &mut held {
+        if partitions.len() == min_quota {
+            let Some(tp) = pool.next() else { break };
+            partitions.push(tp);
+        }
+    }
+    held
+}
+
+/// Subscriptions differ. Valid owned partitions stay; the others go each to the least-loaded
+/// eligible member; then partitions move, one at a time, from a member to an eligible one with at
+/// least two fewer, until no such move is left. Each move lowers the sum of squared loads, so
+/// this ends.
+fn general_assign(
+    group: &Group<'_>,
+    all: &[TopicPartition],
+    owned: &[Vec<TopicPartition>],
+) -> Vec<Vec<TopicPartition>> {
+    let mut held: Vec<BTreeSet<TopicPartition>> = owned
+        .iter()
+        .map(|partitions| partitions.iter().cloned().collect())
+        .collect();
+    let taken: BTreeSet<&TopicPartition> = owned.iter().flatten().collect();
+    for tp in all.iter().filter(|tp| !taken.contains(tp)) {
+        if let Some(i) = group.least_loaded(&tp.topic, |i| held[i].len()) {
+            held[i].insert(tp.clone());
+        }
+    }
+    while let Some((tp, from, to)) = next_move(group, &held, owned) {
+        held[from].remove(&tp);
+        held[to].insert(tp);
+    }
+    held.into_iter()
+        .map(|set| set.into_iter().collect())
+        .collect()
+}
+
+/// A partition to move towards balance: from the most loaded member that has one (ties by member
+/// order), preferring partitions it did not own before, to the least-loaded eligible member with
+/// at least two fewer partitions.
+fn next_move(
+    group: &Group<'_>,
+    held: &[BTreeSet<TopicPartition>],
+    owned: &[Vec<TopicPartition>],
+) -> Option<(TopicPartition, usize, usize)> {
+    let mut donors: Vec<usize> = (0..held.len()).collect();
+    donors.sort_by_key(|&i| (Reverse(held[i].len()), i));
+    for from in donors {
+        let load = held[from].len();
+        let (fresh, kept): (Vec<&TopicPartition>, Vec<&TopicPartition>) = held[from]
+            .iter()
+            .partition(|tp| owned[from].binary_search(tp).is_err());
+        for tp in fresh.into_iter().chain(kept) {
+            let target = group
+                .eligible(&tp.topic)
+                .filter(|&j| held[j].len() + 2 <= load)
+                .min_by_key(|&j| (held[j].len(), j));
+            if let Some(to) = target {
+                return Some((tp.clone(), from, to));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::{btree_set, vec};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn tp(topic: &str, partition: u32) -> TopicPartition {
+        TopicPartition::new(topic, partition)
+    }
+
+    fn member(id: &str, topics: &[&str]) -> MemberSubscription {
+        MemberSubscription {
+            member_id: id.to_string(),
+            group_instance_id: None,
+            topics: topics.iter().map(ToString::to_string).collect(),
+            owned_partitions: Vec::new(),
+        }
+    }
+
+    fn counts(spec: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        spec.iter().map(|&(t, n)| (t.to_string(), n)).collect()
+    }
+
+    fn builtins() -> [&'static dyn Assignor; 4] {
+        [
+            &RangeAssignor,
+            &RoundRobinAssignor,
+            &StickyAssignor,
+            &CooperativeStickyAssignor,
+        ]
+    }
+
+    /// The members with `owned_partitions` set from `assignment`.
+    fn owning(members: &[MemberSubscription], assignment: &Assignment) -> Vec<MemberSubscription> {
+        members
+            .iter()
+            .map(|m| MemberSubscription {
+                owned_partitions: assignment.get(&m.member_id).cloned().unwrap_or_default(),
+                ..m.clone()
+            })
+            .collect()
+    }
+
+    /// The module's invariants 1 to 3, checked against a plain model.
+    fn check_contract(
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+        assignment: &Assignment,
+    ) -> Result<(), String> {
+        let ids: BTreeSet<&String> = members.iter().map(|m| &m.member_id).collect();
+        if assignment.keys().collect::<BTreeSet<_>>() != ids {
+            return Err(format!("members {ids:?}, assignment {assignment:?}"));
+        }
+        let mut expected = Vec::new();
+        for (topic, &count) in partitions {
+            if members.iter().any(|m| m.topics.contains(topic)) {
+                expected.extend((0..count).map(|p| tp(topic, p)));
+            }
+        }
+        let mut given = Vec::new();
+        for m in members {
+            let held = &assignment[&m.member_id];
+            if held.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("{} not sorted: {held:?}", m.member_id));
+            }
+            if let Some(p) = held.iter().find(|p| !m.topics.contains(&p.topic)) {
+                return Err(format!("{} got {p} without subscribing", m.member_id));
+            }
+            given.extend(held.iter().cloned());
+        }
+        given.sort();
+        if given != expected {
+            return Err(format!("assigned {given:?}, expected {expected:?}"));
+        }
+        Ok(())
+    }
+
+    fn sizes(assignment: &Assignment) -> Vec<usize> {
+        assignment.values().map(Vec::len).collect()
+    }
+
+    fn spread(sizes: &[usize]) -> usize {
+        sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0)
+    }
+
+    #[test]
+    fn public_types_are_send_sync_and_the_trait_is_object_safe() {
+        fn check<T: Send + Sync>() {}
+        check::<RangeAssignor>();
+        check::<RoundRobinAssignor>();
+        check::<StickyAssignor>();
+        check::<CooperativeStickyAssignor>();
+        check::<MemberSubscription>();
+        check::<Box<dyn Assignor>>();
+    }
+
+    #[test]
+    fn names_and_protocols() {
+        use RebalanceProtocol::{Cooperative, Eager};
+        let names: Vec<_> = builtins().iter().map(|a| a.name().to_string()).collect();
+        assert_eq!(
+            names,
+            ["range", "roundrobin", "sticky", "cooperative-sticky"]
+        );
+        let protocols: Vec<_> = builtins().iter().map(|a| a.protocol()).collect();
+        assert_eq!(protocols, [Eager, Eager, Eager, Cooperative]);
+    }
+
+    #[test]
+    fn kafka_documented_range_and_roundrobin() {
+        let partitions = counts(&[("t0", 3), ("t1", 3)]);
+        let members = [member("C0", &["t0", "t1"]), member("C1", &["t0", "t1"])];
+        let range = RangeAssignor.assign(&partitions, &members);
+        assert_eq!(
+            range["C0"],
+            [tp("t0", 0), tp("t0", 1), tp("t1", 0), tp("t1", 1)]
+        );
+        assert_eq!(range["C1"], [tp("t0", 2), tp("t1", 2)]);
+        let round_robin = RoundRobinAssignor.assign(&partitions, &members);
+        assert_eq!(round_robin["C0"], [tp("t0", 0), tp("t0", 2), tp("t1", 1)]);
+        assert_eq!(round_robin["C1"], [tp("t0", 1), tp("t1", 0), tp("t1", 2)]);
+    }
+
+    #[test]
+    fn static_members_come_first() {
+        let partitions = counts(&[("t0", 3), ("t1", 3)]);
+        let mut members = [member("C0", &["t0", "t1"]), member("C1", &["t0", "t1"])];
+        members[1].group_instance_id = Some("z".into());
+        let range = RangeAssignor.assign(&partitions, &members);
+        assert_eq!(
+            range["C1"],
+            [tp("t0", 0), tp("t0", 1), tp("t1", 0), tp("t1", 1)]
+        );
+        assert_eq!(range["C0"], [tp("t0", 2), tp("t1", 2)]);
+        let round_robin = RoundRobinAssignor.assign(&partitions, &members);
+        assert_eq!(round_robin["C1"], [tp("t0", 0), tp("t0", 2), tp("t1", 1)]);
+
+        // Between static members the instance id decides, not the member id.
+        members[0].group_instance_id = Some("a".into());
+        let range = RangeAssignor.assign(&partitions, &members);
+        assert_eq!(
+            range["C0"],
+            [tp("t0", 0), tp("t0", 1), tp("t1", 0), tp("t1", 1)]
+        );
+    }
+
+    #[test]
+    fn range_with_differing_subscriptions() {
+        let partitions = counts(&[("t0", 3), ("t1", 2)]);
+        let members = [member("C0", &["t0"]), member("C1", &["t0", "t1"])];
+        let range = RangeAssignor.assign(&partitions, &members);
+        assert_eq!(range["C0"], [tp("t0", 0), tp("t0", 1)]);
+        assert_eq!(range["C1"], [tp("t0", 2), tp("t1", 0), tp("t1", 1)]);
+        let round_robin = RoundRobinAssignor.assign(&partitions, &members);
+        assert_eq!(round_robin["C0"], [tp("t0", 0), tp("t0", 2)]);
+        assert_eq!(round_robin["C1"], [tp("t0", 1), tp("t1", 0), tp("t1", 1)]);
+    }
+
+    #[test]
+    fn unknown_topics_are_ignored() {
+        let partitions = counts(&[("t0", 2)]);
+        let members = [member("C0", &["ghost", "t0"]), member("C1", &["ghost"])];
+        for assignor in builtins() {
+            let assignment = assignor.assign(&partitions, &members);
+            assert_eq!(assignment["C0"], [tp("t0", 0), tp("t0", 1)], "{assignor:?}");
+            assert_eq!(assignment["C1"], [], "{assignor:?}");
+        }
+    }
+
+    #[test]
+    fn no_members_no_assignment() {
+        let partitions = counts(&[("t0", 2)]);
+        for assignor in builtins() {
+            assert!(assignor.assign(&partitions, &[]).is_empty());
+            assert!(assignor.assign(&BTreeMap::new(), &[]).is_empty());
+        }
+    }
+
+    #[test]
+    fn more_members_than_partitions() {
+        let partitions = counts(&[("t0", 2)]);
+        let members = [
+            member("C0", &["t0"]),
+            member("C1", &["t0"]),
+            member("C2", &["t0"]),
+        ];
+        for assignor in builtins() {
+            let assignment = assignor.assign(&partitions, &members);
+            assert_eq!(assignment["C0"], [tp("t0", 0)], "{assignor:?}");
+            assert_eq!(assignment["C1"], [tp("t0", 1)], "{assignor:?}");
+            assert_eq!(assignment["C2"], [], "{assignor:?}");
+        }
+    }
+
+    /// Kafka's `StickyAssignor` documentation, first example: C1 leaves.
+    #[test]
+    fn sticky_keeps_partitions_when_a_member_leaves() {
+        let partitions = counts(&[("t0", 2), ("t1", 2), ("t2", 2), ("t3", 2)]);
+        let topics = ["t0", "t1", "t2", "t3"];
+        let mut c0 = member("C0", &topics);
+        c0.owned_partitions = vec![tp("t0", 0), tp("t1", 1), tp("t3", 0)];
+        let mut c2 = member("C2", &topics);
+        c2.owned_partitions = vec![tp("t1", 0), tp("t2", 1)];
+        let sticky = StickyAssignor.assign(&partitions, &[c0, c2]);
+        assert_eq!(
+            sticky["C0"],
+            [tp("t0", 0), tp("t0", 1), tp("t1", 1), tp("t3", 0)]
+        );
+        assert_eq!(
+            sticky["C2"],
+            [tp("t1", 0), tp("t2", 0), tp("t2", 1), tp("t3", 1)]
+        );
+    }
+
+    /// Kafka's `StickyAssignor` documentation, second example: differing subscriptions.
+    #[test]
+    fn sticky_balances_differing_subscriptions() {
+        let partitions = counts(&[("t0", 1), ("t1", 2), ("t2", 3)]);
+        let members = [
+            member("C0", &["t0"]),
+            member("C1", &["t0", "t1"]),
+            member("C2", &["t0", "t1", "t2"]),
+        ];
+        let first = StickyAssignor.assign(&partitions, &members);
+        assert_eq!(first["C0"], [tp("t0", 0)]);
+        assert_eq!(first["C1"], [tp("t1", 0), tp("t1", 1)]);
+        assert_eq!(first["C2"], [tp("t2", 0), tp("t2", 1), tp("t2", 2)]);
+
+        let rest = owning(&members[1..], &first);
+        let second = StickyAssignor.assign(&partitions, &rest);
+        assert_eq!(second["C1"], [tp("t0", 0), tp("t1", 0), tp("t1", 1)]);
+        assert_eq!(second["C2"], first["C2"]);
+    }
+
+    #[test]
+    fn sticky_ignores_invalid_and_contested_owned_partitions() {
+        let partitions = counts(&[("t0", 2), ("t1", 2)]);
+        let mut c0 = member("C0", &["t0", "t1"]);
+        c0.owned_partitions = vec![tp("gone", 0), tp("t0", 0), tp("t0", 7)];
+        let mut c1 = member("C1", &["t0", "t1"]);
+        // t0-0 is C0's (earlier in member order).
+        c1.owned_partitions = vec![tp("t0", 0), tp("t1", 0), tp("t1", 1)];
+        let sticky = StickyAssignor.assign(&partitions, &[c0, c1]);
+        assert_eq!(sticky["C0"], [tp("t0", 0), tp("t0", 1)]);
+        assert_eq!(sticky["C1"], [tp("t1", 0), tp("t1", 1)]);
+    }
+
+    #[test]
+    fn repair_fixes_each_kind_of_damage() {
+        let partitions = counts(&[("t0", 3)]);
+        let members = [
+            member("C0", &["t0"]),
+            member("C1", &["t0"]),
+            member("C2", &["t1"]),
+        ];
+        let garbage = Assignment::from([
+            (
+                "C0".into(),
+                vec![tp("t0", 2), tp("t0", 0), tp("t0", 0), tp("t0", 9)],
+            ),
+            ("C2".into(), vec![tp("t0", 1)]),
+            ("stranger".into(), vec![tp("t0", 1)]),
+        ]);
+        let (repaired, changed) = repair(garbage, &partitions, &members);
+        assert!(changed);
+        assert_eq!(repaired["C0"], [tp("t0", 0), tp("t0", 2)]);
+        assert_eq!(repaired["C1"], [tp("t0", 1)]);
+        assert_eq!(repaired["C2"], []);
+        assert_eq!(repaired.len(), 3);
+        assert_eq!(
+            repair(repaired.clone(), &partitions, &members),
+            (repaired, false)
+        );
+    }
+
+    /// Each kind of damage alone is repaired back to the valid assignment, and reported.
+    #[test]
+    fn repair_reports_each_single_damage() {
+        let partitions = counts(&[("t0", 2), ("t1", 1)]);
+        let members = [member("C0", &["t0"]), member("C1", &["t0", "t1"])];
+        let valid = Assignment::from([
+            ("C0".into(), vec![tp("t0", 0)]),
+            ("C1".into(), vec![tp("t0", 1), tp("t1", 0)]),
+        ]);
+        // Unsorted, duplicate, out of range, unknown topic, stranger, missing partition, missing
+        // member.
+        let damages: [fn(&mut Assignment); 7] = [
+            |a| {
+                if let Some(v) = a.get_mut("C1") {
+                    v.reverse();
+                }
+            },
+            |a| {
+                if let Some(v) = a.get_mut("C0") {
+                    v.push(tp("t0", 0));
+                }
+            },
+            |a| {
+                if let Some(v) = a.get_mut("C0") {
+                    v.push(tp("t0", 5));
+                }
+            },
+            |a| {
+                if let Some(v) = a.get_mut("C0") {
+                    v.push(tp("ghost", 0));
+                }
+            },
+            |a| {
+                a.insert("stranger".into(), Vec::new());
+            },
+            |a| {
+                // t1-0 has a single subscriber to go back to.
+                a.insert("C1".into(), vec![tp("t0", 1)]);
+            },
+            |a| {
+                a.remove("C0");
+            },
+        ];
+        for (i, damage) in damages.iter().enumerate() {
+            let mut input = valid.clone();
+            damage(&mut input);
+            let repaired = repair(input, &partitions, &members);
+            assert_eq!(repaired, (valid.clone(), true), "damage {i}");
+        }
+        assert_eq!(repair(valid.clone(), &partitions, &members), (valid, false));
+    }
+
+    const TOPICS: [&str; 10] = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9"];
+
+    /// Raw partition claims: topic index (possibly a topic that does not exist) and partition
+    /// (possibly out of range).
+    fn raw_partitions(max: usize) -> impl Strategy<Value = Vec<TopicPartition>> {
+        vec((0..TOPICS.len(), 0u32..20), 0..max)
+            .prop_map(|raw| raw.into_iter().map(|(t, p)| tp(TOPICS[t], p)).collect())
+    }
+
+    /// 1 to 8 topics of 1 to 16 partitions, and 1 to 10 members with distinct ids, some static,
+    /// owning random (often invalid) partitions. With `same_topics` all members subscribe to
+    /// every topic (plus one that does not exist); otherwise each subscribes to a random subset
+    /// of ten topics, some of which do not exist.
+    fn group_input(
+        same_topics: bool,
+    ) -> impl Strategy<Value = (BTreeMap<String, u32>, Vec<MemberSubscription>)> {
+        let topic_counts = vec(1u32..=16, 1..=8);
+        let ids = btree_set("[a-z]{1,2}", 1..=10);
+        (topic_counts, ids)
+            .prop_flat_map(|(topic_counts, ids)| {
+                let member = (
+                    0u16..1 << 10,
+                    proptest::option::of(0u8..4),
+                    raw_partitions(12),
+                );
+                let members = vec(member, ids.len());
+                (Just(topic_counts), Just(ids), members)
+            })
+            .prop_map(move |(topic_counts, ids, raw_members)| {
+                let partitions: BTreeMap<String, u32> = topic_counts
+                    .iter()
+                    .enumerate()
+                    .map(|(t, &n)| (TOPICS[t].to_string(), n))
+                    .collect();
+                let members = ids
+                    .into_iter()
+                    .zip(raw_members)
+                    .map(|(id, (mask, instance, mut owned))| {
+                        owned.sort();
+                        owned.dedup();
+                        let topics = if same_topics {
+                            let mut all: Vec<String> = partitions.keys().cloned().collect();
+                            all.push("t9x".to_string());
+                            all
+                        } else {
+                            (0..TOPICS.len())
+                                .filter(|t| mask & (1 << t) != 0)
+                                .map(|t| TOPICS[t].to_string())
+                                .collect()
+                        };
+                        MemberSubscription {
+                            member_id: id,
+                            group_instance_id: instance.map(|i| format!("instance-{i}")),
+                            topics,
+                            owned_partitions: owned,
+                        }
+                    })
+                    .collect();
+                (partitions, members)
+            })
+    }
+
+    /// The members in Kafka's `MemberInfo` order, written out plainly.
+    fn kafka_order(members: &[MemberSubscription]) -> Vec<&MemberSubscription> {
+        let mut ordered: Vec<_> = members.iter().collect();
+        ordered.sort_by(|a, b| {
+            let by_instance = match (&a.group_instance_id, &b.group_instance_id) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            };
+            by_instance.then(a.member_id.cmp(&b.member_id))
+        });
+        ordered
+    }
+
+    /// Each member's valid owned partitions: existing, of a subscribed topic, and not claimed by
+    /// an earlier member in Kafka's order.
+    fn valid_owned(
+        partitions: &BTreeMap<String, u32>,
+        members: &[MemberSubscription],
+    ) -> Assignment {
+        let mut claimed = BTreeSet::new();
+        kafka_order(members)
+            .into_iter()
+            .map(|m| {
+                let owned = m
+                    .owned_partitions
+                    .iter()
+                    .filter(|p| m.topics.contains(&p.topic))
+                    .filter(|p| partitions.get(&p.topic).is_some_and(|&n| p.partition < n))
+                    .filter(|p| claimed.insert((*p).clone()))
+                    .cloned()
+                    .collect();
+                (m.member_id.clone(), owned)
+            })
+            .collect()
+    }
+
+    /// How many of `owned` a balanced assignment of `total` partitions can keep at most, for
+    /// members that all subscribe to every topic: each keeps up to the floor, plus one for as
+    /// many members owning more as there are ceiling slots.
+    fn most_keepable(total: usize, owned: &Assignment) -> usize {
+        let floor = total / owned.len();
+        let above_floor = owned.values().filter(|o| o.len() > floor).count();
+        owned.values().map(|o| o.len().min(floor)).sum::<usize>()
+            + above_floor.min(total % owned.len())
+    }
+
+    fn kept(before: &Assignment, after: &Assignment) -> usize {
+        before
+            .iter()
+            .map(|(id, old)| {
+                let new = after.get(id).map_or(&[][..], Vec::as_slice);
+                old.iter().filter(|p| new.contains(p)).count()
+            })
+            .sum()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_builtin_keeps_the_contract((partitions, members) in group_input(false)) {
+            for assignor in builtins() {
+                let assignment = assignor.assign(&partitions, &members);
+                prop_assert_eq!(check_contract(&partitions, &members, &assignment), Ok(()), "{:?}", assignor);
+                prop_assert_eq!(&assignor.assign(&partitions, &members), &assignment);
+            }
+        }
+
+        #[test]
+        fn range_balances_each_topic((partitions, members) in group_input(false)) {
+            let assignment = RangeAssignor.assign(&partitions, &members);
+            for topic in partitions.keys() {
+                let per_member: Vec<usize> = members
+                    .iter()
+                    .filter(|m| m.topics.contains(topic))
+                    .map(|m| assignment[&m.member_id].iter().filter(|p| &p.topic == topic).count())
+                    .collect();
+                prop_assert!(spread(&per_member) <= 1, "{topic}: {per_member:?}");
+            }
+        }
+
+        #[test]
+        fn roundrobin_balances_same_subscriptions((partitions, members) in group_input(true)) {
+            let assignment = RoundRobinAssignor.assign(&partitions, &members);
+            prop_assert!(spread(&sizes(&assignment)) <= 1, "{:?}", assignment);
+        }
+
+        #[test]
+        fn sticky_balances_and_keeps_the_most((partitions, members) in group_input(true)) {
+            let assignment = StickyAssignor.assign(&partitions, &members);
+            prop_assert!(spread(&sizes(&assignment)) <= 1, "{:?}", assignment);
+            let owned = valid_owned(&partitions, &members);
+            let total: usize = partitions.values().map(|&n| n as usize).sum();
+            prop_assert_eq!(kept(&owned, &assignment), most_keepable(total, &owned));
+        }
+
+        #[test]
+        fn sticky_is_a_fixed_point((partitions, members) in group_input(false)) {
+            let first = StickyAssignor.assign(&partitions, &members);
+            let again = StickyAssignor.assign(&partitions, &owning(&members, &first));
+            prop_assert_eq!(again, first);
+        }
+
+        #[test]
+        fn sticky_general_leaves_no_easy_move((partitions, members) in group_input(false)) {
+            let assignment = StickyAssignor.assign(&partitions, &members);
+            for from in &members {
+                for p in &assignment[&from.member_id] {
+                    for to in members.iter().filter(|m| m.topics.contains(&p.topic)) {
+                        let (a, b) = (assignment[&from.member_id].len(), assignment[&to.member_id].len());
+                        prop_assert!(b + 2 > a, "{p} could move from {} to {}", from.member_id, to.member_id);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn sticky_moves_only_the_leavers_partitions(
+            (partitions, members) in group_input(true),
+            leaver in any::<prop::sample::Index>(),
+        ) {
+            prop_assume!(members.len() >= 2);
+            let fresh: Vec<_> = members.iter().map(|m| MemberSubscription { owned_partitions: Vec::new(), ..m.clone() }).collect();
+            let before = StickyAssignor.assign(&partitions, &fresh);
+            let mut rest = owning(&fresh, &before);
+            rest.remove(leaver.index(rest.len()));
+            let after = StickyAssignor.assign(&partitions, &rest);
+            prop_assert!(spread(&sizes(&after)) <= 1);
+            for m in &rest {
+                let (old, new) = (&before[&m.member_id], &after[&m.member_id]);
+                prop_assert!(old.iter().all(|p| new.contains(p)), "{} lost some of {old:?}: {new:?}", m.member_id);
+            }
+        }
+
+        #[test]
+        fn sticky_join_moves_the_fewest(
+            (partitions, members) in group_input(true),
+            joiner in any::<prop::sample::Index>(),
+        ) {
+            prop_assume!(members.len() >= 2);
+            let fresh: Vec<_> = members.iter().map(|m| MemberSubscription { owned_partitions: Vec::new(), ..m.clone() }).collect();
+            let joiner = joiner.index(fresh.len());
+            let mut old_members = fresh.clone();
+            let joiner_id = old_members.remove(joiner).member_id;
+            let before = StickyAssignor.assign(&partitions, &old_members);
+            let now = owning(&fresh, &before);
+            let after = StickyAssignor.assign(&partitions, &now);
+
+            let total: usize = partitions.values().map(|&n| n as usize).sum();
+            let floor = total / now.len();
+            prop_assert!(spread(&sizes(&after)) <= 1);
+            prop_assert!((floor..=floor + 1).contains(&after[&joiner_id].len()));
+            for m in &old_members {
+                let (old, new) = (&before[&m.member_id], &after[&m.member_id]);
+                prop_assert!(new.iter().all(|p| old.contains(p)), "{} gained: {old:?} -> {new:?}", m.member_id);
+                prop_assert!(new.len() >= floor);
+            }
+            prop_assert_eq!(total - kept(&before, &after), total - most_keepable(total, &valid_owned(&partitions, &now)));
+        }
+
+        #[test]
+        fn sticky_without_change_changes_nothing((partitions, members) in group_input(true)) {
+            let first = StickyAssignor.assign(&partitions, &members);
+            let again = StickyAssignor.assign(&partitions, &owning(&members, &first));
+            prop_assert_eq!(again, first);
+        }
+
+        #[test]
+        fn repair_restores_the_contract(
+            (partitions, members) in group_input(false),
+            raw in vec((0usize..12, raw_partitions(10)), 0..12),
+        ) {
+            let garbage: Assignment = raw
+                .into_iter()
+                .map(|(i, held)| (members.get(i).map_or_else(|| format!("stranger{i}"), |m| m.member_id.clone()), held))
+                .collect();
+            let (repaired, _) = repair(garbage, &partitions, &members);
+            prop_assert_eq!(check_contract(&partitions, &members, &repaired), Ok(()));
+            prop_assert_eq!(repair(repaired.clone(), &partitions, &members), (repaired, false));
+        }
+
+        #[test]
+        fn repair_leaves_valid_assignments_alone((partitions, members) in group_input(false)) {
+            for assignor in builtins() {
+                let assignment = assignor.assign(&partitions, &members);
+                prop_assert_eq!(repair(assignment.clone(), &partitions, &members), (assignment, false));
+            }
+        }
+    }
+}
