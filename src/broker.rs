@@ -30,9 +30,9 @@ use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, IoContext, Result};
-use crate::partition::Partition;
 use crate::group::coordinator::GroupCoordinator;
 use crate::group::offsets::OFFSETS_TOPIC;
+use crate::partition::Partition;
 use crate::storage::{CleanupPolicy, LogConfig, PartitionLog};
 use crate::topic::{
     read_metadata, validate_topic_name, write_metadata, PartitionDescription, Topic,
@@ -384,7 +384,10 @@ impl Broker {
     ///
     /// Consumer groups subscribed to the topic rebalance to take the new partitions in.
     pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
-        refuse_internal(name, "given more partitions (groups are mapped to its partitions)")?;
+        refuse_internal(
+            name,
+            "given more partitions (groups are mapped to its partitions)",
+        )?;
         let admin = self.inner.admin.lock();
         let topic = self.topic(name)?;
         let current = topic.partition_count();

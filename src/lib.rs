@@ -58,17 +58,17 @@ pub use crate::codec::{
     BincodeCodec, BytesCodec, CodecError, Deserializer, Serializer, StringCodec,
 };
 pub use crate::consumer::{
-    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerIter, ConsumerRecord,
-    ConsumerRecords, DecodeError, OffsetReset, RebalanceListener, RecordField, TypedConsumer,
-    TypedRecord, WakeupHandle,
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerIter, ConsumerRecord, ConsumerRecords,
+    DecodeError, OffsetReset, RebalanceListener, RecordField, TypedConsumer, TypedRecord,
+    WakeupHandle,
 };
 pub use crate::error::{Error, Result};
+pub use crate::group::admin::{
+    GroupDescription, GroupListing, GroupState, MemberDescription, PartitionLag, ResetTo,
+};
 pub use crate::group::assignor::{
     Assignment, Assignor, CooperativeStickyAssignor, MemberSubscription, RangeAssignor,
     RebalanceProtocol, RoundRobinAssignor, StickyAssignor,
-};
-pub use crate::group::admin::{
-    GroupDescription, GroupListing, GroupState, MemberDescription, PartitionLag, ResetTo,
 };
 pub use crate::group::offsets::OffsetAndMetadata;
 pub use crate::partition::{Partition, TopicPartition};

@@ -331,7 +331,7 @@ fn a_poll_without_data_returns_empty_after_its_timeout() {
         assert!(started.elapsed() >= timeout);
     }
     // No partitions at all: still waits, still empty.
-    consumer.unsubscribe();
+    consumer.unsubscribe().unwrap();
     assert!(consumer.assignment().is_empty());
     let started = Instant::now();
     assert!(consumer.poll(Duration::from_millis(50)).unwrap().is_empty());

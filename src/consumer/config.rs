@@ -242,7 +242,11 @@ impl ConsumerConfig {
                 });
             }
         }
-        if self.group_instance_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 249) {
+        if self
+            .group_instance_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 249)
+        {
             return Err(Error::InvalidConfig {
                 key: "group_instance_id",
                 reason: "must be 1 to 249 bytes long".into(),

@@ -125,6 +125,12 @@ impl Consumer {
             self.subscription = Some(subscription);
             return Ok(());
         }
+        if let Some(why) = &self.fenced {
+            return Err(Error::Fenced {
+                group: self.config.group_id.clone().unwrap_or_default(),
+                reason: why.clone(),
+            });
+        }
         // Manually assigned partitions are dropped first (Kafka refuses mixing; we switch).
         self.set_assignment(Vec::new());
         self.subscription = Some(subscription);
@@ -221,7 +227,9 @@ impl Consumer {
             match step {
                 SyncStep::Steady { generation } => {
                     let eager = self.config.assignor.0.protocol() == RebalanceProtocol::Eager;
-                    let Some(m) = &mut self.group else { return Ok(()) };
+                    let Some(m) = &mut self.group else {
+                        return Ok(());
+                    };
                     m.generation = generation;
                     if eager && m.assigned_generation != generation {
                         m.assigned_generation = generation;
@@ -360,7 +368,10 @@ impl Consumer {
     }
 
     /// The positions of these partitions (those that have one), as commits.
-    fn positions_of(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+    fn positions_of(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Vec<(TopicPartition, OffsetAndMetadata)> {
         self.assigned
             .iter()
             .filter(|a| partitions.is_empty() || partitions.contains(&a.tp))
@@ -406,7 +417,10 @@ impl Consumer {
             return Ok(());
         }
         let logs = self.broker.offsets_logs()?;
-        let member = self.group.as_ref().map(|m| (m.member_id.as_str(), m.generation));
+        let member = self
+            .group
+            .as_ref()
+            .map(|m| (m.member_id.as_str(), m.generation));
         let offsets: Vec<_> = offsets
             .iter()
             .map(|(tp, o)| (tp.clone(), Some(o.clone())))
@@ -480,8 +494,9 @@ impl Consumer {
         let Some(group_id) = &self.config.group_id else {
             return Err(Error::InvalidConfig {
                 key: "group_id",
-                reason: "committed offsets belong to a consumer group; set ConsumerConfig::group_id"
-                    .into(),
+                reason:
+                    "committed offsets belong to a consumer group; set ConsumerConfig::group_id"
+                        .into(),
             });
         };
         Ok(self.broker.inner.groups.committed(group_id, partitions))

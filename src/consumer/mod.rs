@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 pub use self::config::{ConsumerConfig, OffsetReset};
 use self::fetch::{Assigned, FetchContext};
-pub use self::group::{ConsumerGroupMetadata, RebalanceListener};
 use self::group::Membership;
+pub use self::group::{ConsumerGroupMetadata, RebalanceListener};
 pub use self::iter::ConsumerIter;
 pub use self::records::{ConsumerRecord, ConsumerRecords};
 pub use self::typed::{DecodeError, RecordField, TypedConsumer, TypedRecord};

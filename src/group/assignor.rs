@@ -830,15 +830,16 @@ mod tests {
             .prop_map(|raw| raw.into_iter().map(|(t, p)| tp(TOPICS[t], p)).collect())
     }
 
-    /// 1 to 8 topics of 1 to 16 partitions, and 1 to 10 members with distinct ids, some static,
-    /// owning random (often invalid) partitions. With `same_topics` all members subscribe to
-    /// every topic (plus one that does not exist); otherwise each subscribes to a random subset
-    /// of ten topics, some of which do not exist.
+    /// 1 to 8 topics of 1 to 16 partitions, and `min_members` to 10 members with distinct ids,
+    /// some static, owning random (often invalid) partitions. With `same_topics` all members
+    /// subscribe to every topic (plus one that does not exist); otherwise each subscribes to a
+    /// random subset of ten topics, some of which do not exist.
     fn group_input(
         same_topics: bool,
+        min_members: usize,
     ) -> impl Strategy<Value = (BTreeMap<String, u32>, Vec<MemberSubscription>)> {
         let topic_counts = vec(1u32..=16, 1..=8);
-        let ids = btree_set("[a-z]{1,2}", 1..=10);
+        let ids = btree_set("[a-z]{1,2}", min_members..=10);
         (topic_counts, ids)
             .prop_flat_map(|(topic_counts, ids)| {
                 let member = (
@@ -945,16 +946,17 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn every_builtin_keeps_the_contract((partitions, members) in group_input(false)) {
+        fn every_builtin_keeps_the_contract((partitions, members) in group_input(false, 1)) {
             for assignor in builtins() {
                 let assignment = assignor.assign(&partitions, &members);
-                prop_assert_eq!(check_contract(&partitions, &members, &assignment), Ok(()), "{:?}", assignor);
+                let checked = check_contract(&partitions, &members, &assignment);
+                prop_assert_eq!(checked, Ok(()), "{:?}", assignor);
                 prop_assert_eq!(&assignor.assign(&partitions, &members), &assignment);
             }
         }
 
         #[test]
-        fn range_balances_each_topic((partitions, members) in group_input(false)) {
+        fn range_balances_each_topic((partitions, members) in group_input(false, 1)) {
             let assignment = RangeAssignor.assign(&partitions, &members);
             for topic in partitions.keys() {
                 let per_member: Vec<usize> = members
@@ -967,13 +969,13 @@ mod tests {
         }
 
         #[test]
-        fn roundrobin_balances_same_subscriptions((partitions, members) in group_input(true)) {
+        fn roundrobin_balances_same_subscriptions((partitions, members) in group_input(true, 1)) {
             let assignment = RoundRobinAssignor.assign(&partitions, &members);
             prop_assert!(spread(&sizes(&assignment)) <= 1, "{:?}", assignment);
         }
 
         #[test]
-        fn sticky_balances_and_keeps_the_most((partitions, members) in group_input(true)) {
+        fn sticky_balances_and_keeps_the_most((partitions, members) in group_input(true, 1)) {
             let assignment = StickyAssignor.assign(&partitions, &members);
             prop_assert!(spread(&sizes(&assignment)) <= 1, "{:?}", assignment);
             let owned = valid_owned(&partitions, &members);
@@ -982,20 +984,21 @@ mod tests {
         }
 
         #[test]
-        fn sticky_is_a_fixed_point((partitions, members) in group_input(false)) {
+        fn sticky_is_a_fixed_point((partitions, members) in group_input(false, 1)) {
             let first = StickyAssignor.assign(&partitions, &members);
             let again = StickyAssignor.assign(&partitions, &owning(&members, &first));
             prop_assert_eq!(again, first);
         }
 
         #[test]
-        fn sticky_general_leaves_no_easy_move((partitions, members) in group_input(false)) {
+        fn sticky_general_leaves_no_easy_move((partitions, members) in group_input(false, 1)) {
             let assignment = StickyAssignor.assign(&partitions, &members);
             for from in &members {
                 for p in &assignment[&from.member_id] {
                     for to in members.iter().filter(|m| m.topics.contains(&p.topic)) {
-                        let (a, b) = (assignment[&from.member_id].len(), assignment[&to.member_id].len());
-                        prop_assert!(b + 2 > a, "{p} could move from {} to {}", from.member_id, to.member_id);
+                        let (a, b) = (&from.member_id, &to.member_id);
+                        let (from_load, to_load) = (assignment[a].len(), assignment[b].len());
+                        prop_assert!(to_load + 2 > from_load, "{p} could move from {a} to {b}");
                     }
                 }
             }
@@ -1003,11 +1006,10 @@ mod tests {
 
         #[test]
         fn sticky_moves_only_the_leavers_partitions(
-            (partitions, members) in group_input(true),
+            (partitions, members) in group_input(true, 2),
             leaver in any::<prop::sample::Index>(),
         ) {
-            prop_assume!(members.len() >= 2);
-            let fresh: Vec<_> = members.iter().map(|m| MemberSubscription { owned_partitions: Vec::new(), ..m.clone() }).collect();
+            let fresh = owning(&members, &Assignment::new());
             let before = StickyAssignor.assign(&partitions, &fresh);
             let mut rest = owning(&fresh, &before);
             rest.remove(leaver.index(rest.len()));
@@ -1015,17 +1017,18 @@ mod tests {
             prop_assert!(spread(&sizes(&after)) <= 1);
             for m in &rest {
                 let (old, new) = (&before[&m.member_id], &after[&m.member_id]);
-                prop_assert!(old.iter().all(|p| new.contains(p)), "{} lost some of {old:?}: {new:?}", m.member_id);
+                let id = &m.member_id;
+                let kept_all = old.iter().all(|p| new.contains(p));
+                prop_assert!(kept_all, "{id} lost some: {old:?} -> {new:?}");
             }
         }
 
         #[test]
         fn sticky_join_moves_the_fewest(
-            (partitions, members) in group_input(true),
+            (partitions, members) in group_input(true, 2),
             joiner in any::<prop::sample::Index>(),
         ) {
-            prop_assume!(members.len() >= 2);
-            let fresh: Vec<_> = members.iter().map(|m| MemberSubscription { owned_partitions: Vec::new(), ..m.clone() }).collect();
+            let fresh = owning(&members, &Assignment::new());
             let joiner = joiner.index(fresh.len());
             let mut old_members = fresh.clone();
             let joiner_id = old_members.remove(joiner).member_id;
@@ -1039,14 +1042,17 @@ mod tests {
             prop_assert!((floor..=floor + 1).contains(&after[&joiner_id].len()));
             for m in &old_members {
                 let (old, new) = (&before[&m.member_id], &after[&m.member_id]);
-                prop_assert!(new.iter().all(|p| old.contains(p)), "{} gained: {old:?} -> {new:?}", m.member_id);
+                let id = &m.member_id;
+                let gained_none = new.iter().all(|p| old.contains(p));
+                prop_assert!(gained_none, "{id} gained: {old:?} -> {new:?}");
                 prop_assert!(new.len() >= floor);
             }
-            prop_assert_eq!(total - kept(&before, &after), total - most_keepable(total, &valid_owned(&partitions, &now)));
+            let fewest_moves = total - most_keepable(total, &valid_owned(&partitions, &now));
+            prop_assert_eq!(total - kept(&before, &after), fewest_moves);
         }
 
         #[test]
-        fn sticky_without_change_changes_nothing((partitions, members) in group_input(true)) {
+        fn sticky_without_change_changes_nothing((partitions, members) in group_input(true, 1)) {
             let first = StickyAssignor.assign(&partitions, &members);
             let again = StickyAssignor.assign(&partitions, &owning(&members, &first));
             prop_assert_eq!(again, first);
@@ -1054,12 +1060,17 @@ mod tests {
 
         #[test]
         fn repair_restores_the_contract(
-            (partitions, members) in group_input(false),
+            (partitions, members) in group_input(false, 1),
             raw in vec((0usize..12, raw_partitions(10)), 0..12),
         ) {
             let garbage: Assignment = raw
                 .into_iter()
-                .map(|(i, held)| (members.get(i).map_or_else(|| format!("stranger{i}"), |m| m.member_id.clone()), held))
+                .map(|(i, held)| {
+                    let id = members
+                        .get(i)
+                        .map_or_else(|| format!("stranger{i}"), |m| m.member_id.clone());
+                    (id, held)
+                })
                 .collect();
             let (repaired, _) = repair(garbage, &partitions, &members);
             prop_assert_eq!(check_contract(&partitions, &members, &repaired), Ok(()));
@@ -1067,10 +1078,11 @@ mod tests {
         }
 
         #[test]
-        fn repair_leaves_valid_assignments_alone((partitions, members) in group_input(false)) {
+        fn repair_leaves_valid_assignments_alone((partitions, members) in group_input(false, 1)) {
             for assignor in builtins() {
                 let assignment = assignor.assign(&partitions, &members);
-                prop_assert_eq!(repair(assignment.clone(), &partitions, &members), (assignment, false));
+                let repaired = repair(assignment.clone(), &partitions, &members);
+                prop_assert_eq!(repaired, (assignment, false));
             }
         }
     }

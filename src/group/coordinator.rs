@@ -1,8 +1,8 @@
 //! The group coordinator: members, generations, target assignments, the hand-over of
 //! partitions between members, and committed offsets.
 //!
-//! Kafka's coordinator is a broker that members talk to over the network (JoinGroup, SyncGroup,
-//! Heartbeat, OffsetCommit). Here it is a shared object, so a rebalance costs what a few mutex
+//! Kafka's coordinator is a broker that members talk to over the network (`JoinGroup`, `SyncGroup`,
+//! `Heartbeat`, `OffsetCommit`). Here it is a shared object, so a rebalance costs what a few mutex
 //! acquisitions and wake-ups cost. Its model:
 //!
 //! - **Generation and target.** Every change of membership or of the subscribed partitions starts
@@ -40,15 +40,11 @@ use parking_lot::{Mutex, RwLock};
 use super::admin::GroupState;
 use super::assignor::{repair, Assignment, Assignor, MemberSubscription, RebalanceProtocol};
 use super::liveness::{now_ms, Liveness, Removal};
-use super::offsets::{
-    check_metadata, decode, encode_key, encode_value, partition_for_group, OffsetAndMetadata,
-    OffsetsRecord, OFFSETS_TOPIC,
-};
+use super::offsets::{OffsetAndMetadata, OFFSETS_TOPIC};
 use crate::broker::TopicMap;
 use crate::error::{Error, Result};
 use crate::partition::TopicPartition;
-use crate::record::Record;
-use crate::storage::{AppendSignal, Durability, PartitionLog};
+use crate::storage::{AppendSignal, PartitionLog};
 
 /// What a member subscribes to.
 #[derive(Debug, Clone)]
@@ -62,7 +58,9 @@ pub(crate) enum Subscription {
 impl Subscription {
     fn matches(&self, topic: &str) -> bool {
         match self {
-            Subscription::Topics(names) => names.binary_search_by(|n| n.as_str().cmp(topic)).is_ok(),
+            Subscription::Topics(names) => {
+                names.binary_search_by(|n| n.as_str().cmp(topic)).is_ok()
+            }
             Subscription::Pattern(re) => topic != OFFSETS_TOPIC && re.is_match(topic),
         }
     }
@@ -88,18 +86,18 @@ pub(crate) struct JoinRequest {
     pub max_poll_interval: Duration,
 }
 
-struct Member {
-    instance_id: Option<String>,
-    client_id: String,
-    subscription: Subscription,
-    signal: Arc<AppendSignal>,
-    liveness: Arc<Liveness>,
-    session_timeout_ms: u64,
-    max_poll_interval_ms: u64,
+pub(super) struct Member {
+    pub(super) instance_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) subscription: Subscription,
+    pub(super) signal: Arc<AppendSignal>,
+    pub(super) liveness: Arc<Liveness>,
+    pub(super) session_timeout_ms: u64,
+    pub(super) max_poll_interval_ms: u64,
     /// The generation whose target this member has taken in (given up what it had to).
-    generation: i32,
+    pub(super) generation: i32,
     /// When a static member's consumer was dropped; it keeps its partitions for a session.
-    departed_at: Option<u64>,
+    pub(super) departed_at: Option<u64>,
 }
 
 /// One consumer group.
@@ -107,25 +105,25 @@ pub(crate) struct Group {
     pub id: String,
     /// Invariant 3.
     pub epoch: AtomicU64,
-    state: Mutex<GroupInner>,
+    pub(super) state: Mutex<GroupInner>,
 }
 
 #[derive(Default)]
-struct GroupInner {
-    generation: i32,
-    assignor: Option<Arc<dyn Assignor>>,
-    members: BTreeMap<String, Member>,
-    leader: Option<String>,
+pub(super) struct GroupInner {
+    pub(super) generation: i32,
+    pub(super) assignor: Option<Arc<dyn Assignor>>,
+    pub(super) members: BTreeMap<String, Member>,
+    pub(super) leader: Option<String>,
     /// Invariant 2.
-    target: Assignment,
+    pub(super) target: Assignment,
     /// Invariant 1.
-    owners: HashMap<TopicPartition, String>,
+    pub(super) owners: HashMap<TopicPartition, String>,
     /// Partition count of each subscribed topic, as the current generation saw them.
-    subscribed: BTreeMap<String, u32>,
+    pub(super) subscribed: BTreeMap<String, u32>,
     /// Invariant 4.
-    committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    pub(super) committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
     /// Set when the group is deleted; a member that raced the deletion looks the group up again.
-    dead: bool,
+    pub(super) dead: bool,
 }
 
 /// What a member must do next (`sync`).
@@ -186,9 +184,9 @@ pub(crate) struct MemberSnapshot {
 /// All groups of an opened directory.
 pub(crate) struct GroupCoordinator {
     topics: Arc<TopicMap>,
-    groups: RwLock<BTreeMap<String, Arc<Group>>>,
+    pub(super) groups: RwLock<BTreeMap<String, Arc<Group>>>,
     /// The partitions of `__consumer_offsets`, once it exists.
-    offsets: OnceLock<Vec<Arc<PartitionLog>>>,
+    pub(super) offsets: OnceLock<Vec<Arc<PartitionLog>>>,
     next_member: AtomicU64,
 }
 
@@ -200,39 +198,6 @@ impl GroupCoordinator {
             offsets: OnceLock::new(),
             next_member: AtomicU64::new(1),
         }
-    }
-
-    /// Reads every commit of `__consumer_offsets` (newest per partition wins) and remembers its
-    /// partitions for later commits.
-    pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<()> {
-        for log in &logs {
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let records = log.read_records(offset, 1 << 20)?;
-                let Some(last) = records.last() else { break };
-                offset = last.offset + 1;
-                for r in records {
-                    let Some(key) = &r.record.key else { continue };
-                    // A record tidelog cannot read (written by something else) is skipped.
-                    if let Ok(OffsetsRecord::Commit {
-                        group,
-                        partition,
-                        value,
-                    }) = decode(key, r.record.value.as_deref())
-                    {
-                        let g = self.group(&group);
-                        let mut state = g.state.lock();
-                        match value {
-                            Some(v) => state.committed.insert(partition, v),
-                            None => state.committed.remove(&partition),
-                        };
-                    }
-                }
-            }
-        }
-        let _ = self.offsets.set(logs);
-        Ok(())
     }
 
     /// Uses these partitions of `__consumer_offsets` from now on (created on first use).
@@ -249,13 +214,18 @@ impl GroupCoordinator {
         if let Some(g) = self.groups.read().get(id) {
             return Arc::clone(g);
         }
-        Arc::clone(self.groups.write().entry(id.to_string()).or_insert_with(|| {
-            Arc::new(Group {
-                id: id.to_string(),
-                epoch: AtomicU64::new(0),
-                state: Mutex::new(GroupInner::default()),
-            })
-        }))
+        Arc::clone(
+            self.groups
+                .write()
+                .entry(id.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Group {
+                        id: id.to_string(),
+                        epoch: AtomicU64::new(0),
+                        state: Mutex::new(GroupInner::default()),
+                    })
+                }),
+        )
     }
 
     /// The group named `id` if it exists.
@@ -284,7 +254,12 @@ impl GroupCoordinator {
         }
     }
 
-    fn join_locked(&self, group: &Group, state: &mut GroupInner, req: JoinRequest) -> Result<String> {
+    fn join_locked(
+        &self,
+        group: &Group,
+        state: &mut GroupInner,
+        req: JoinRequest,
+    ) -> Result<String> {
         if let Some(current) = &state.assignor {
             if !state.members.is_empty() && current.name() != req.assignor.name() {
                 return Err(Error::InvalidConfig {
@@ -384,6 +359,7 @@ impl GroupCoordinator {
     }
 
     /// A static member's consumer is gone: it keeps its place for `session_timeout`.
+    #[allow(clippy::unused_self)] // a coordinator method like the others
     pub fn depart(&self, group: &Group, member_id: &str) {
         let mut state = group.state.lock();
         if let Some(m) = state.members.get_mut(member_id) {
@@ -402,17 +378,18 @@ impl GroupCoordinator {
                 .iter()
                 .filter_map(|(id, m)| {
                     let why = match m.departed_at {
-                        Some(at) if now.saturating_sub(at) >= m.session_timeout_ms => Some(format!(
+                        Some(at) if now.saturating_sub(at) >= m.session_timeout_ms => {
+                            Some(format!(
                             "static member `{}` did not come back within session_timeout ({} ms)",
                             m.instance_id.as_deref().unwrap_or_default(),
                             m.session_timeout_ms
-                        )),
+                        ))
+                        }
                         Some(_) => None,
-                        None => m.liveness.expired(
-                            now,
-                            m.max_poll_interval_ms,
-                            m.session_timeout_ms,
-                        ),
+                        None => {
+                            m.liveness
+                                .expired(now, m.max_poll_interval_ms, m.session_timeout_ms)
+                        }
                     };
                     why.map(|why| (id.clone(), why))
                 })
@@ -474,7 +451,12 @@ impl GroupCoordinator {
             .collect();
         state.target = match (&state.assignor, members.is_empty()) {
             (Some(assignor), false) => {
-                repair(assignor.assign(&subscribed, &members), &subscribed, &members).0
+                repair(
+                    assignor.assign(&subscribed, &members),
+                    &subscribed,
+                    &members,
+                )
+                .0
             }
             _ => Assignment::new(),
         };
@@ -505,7 +487,13 @@ impl GroupCoordinator {
 
     /// What member `member_id`, whose consumer holds `owned`, must do next; with the group's
     /// epoch at the time of the answer.
-    pub fn sync(&self, group: &Group, member_id: &str, owned: &[TopicPartition]) -> (SyncStep, u64) {
+    #[allow(clippy::unused_self)] // a coordinator method like the others
+    pub fn sync(
+        &self,
+        group: &Group,
+        member_id: &str,
+        owned: &[TopicPartition],
+    ) -> (SyncStep, u64) {
         let mut state = group.state.lock();
         let epoch = group.epoch.load(Ordering::Acquire);
         let generation = state.generation;
@@ -514,10 +502,13 @@ impl GroupCoordinator {
             .as_ref()
             .is_none_or(|a| a.protocol() == RebalanceProtocol::Eager);
         let Some(member) = state.members.get(member_id) else {
-            return (SyncStep::Removed(Removal::Expired(format!(
-                "member `{member_id}` is no longer in group `{}`",
-                group.id
-            ))), epoch);
+            return (
+                SyncStep::Removed(Removal::Expired(format!(
+                    "member `{member_id}` is no longer in group `{}`",
+                    group.id
+                ))),
+                epoch,
+            );
         };
         if let Some(removal) = member.liveness.removal() {
             return (SyncStep::Removed(removal), epoch);
@@ -546,16 +537,23 @@ impl GroupCoordinator {
                 m.generation = generation;
             }
         }
-        let wanted: Vec<&TopicPartition> = target
-            .iter()
-            .filter(|tp| !owned.contains(tp))
-            .collect();
+        let wanted: Vec<&TopicPartition> = target.iter().filter(|tp| !owned.contains(tp)).collect();
         if wanted.is_empty() {
             return (SyncStep::Steady { generation }, epoch);
         }
+        // A static member whose consumer is gone consumes nothing: what it holds is free for
+        // the member the target gives it to.
         let free: Vec<TopicPartition> = wanted
             .iter()
-            .filter(|tp| state.owners.get(**tp).is_none_or(|o| o == member_id))
+            .filter(|tp| {
+                state.owners.get(**tp).is_none_or(|o| {
+                    o == member_id
+                        || state
+                            .members
+                            .get(o)
+                            .is_some_and(|m| m.departed_at.is_some())
+                })
+            })
             .map(|tp| (*tp).clone())
             .collect();
         if free.is_empty() || (eager && free.len() < wanted.len()) {
@@ -600,153 +598,6 @@ impl GroupCoordinator {
         self.wake(group, &state);
     }
 
-    // ------------------------------------------------------------------------------ offsets
-
-    /// The committed offsets of these partitions.
-    pub fn committed(
-        &self,
-        group_id: &str,
-        partitions: &[TopicPartition],
-    ) -> Vec<Option<OffsetAndMetadata>> {
-        let Some(group) = self.existing(group_id) else {
-            return vec![None; partitions.len()];
-        };
-        let state = group.state.lock();
-        partitions
-            .iter()
-            .map(|tp| state.committed.get(tp).cloned())
-            .collect()
-    }
-
-    /// Commits `offsets` for `group_id`: from member `member` (id and the generation it holds)
-    /// or, with `None`, from a consumer outside the membership (manual assignment, admin), which
-    /// only an empty group accepts. `None` values forget commits. Waits for durability when
-    /// `wait` and the offsets topic's policy is `Always`.
-    pub fn commit(
-        &self,
-        logs: &[Arc<PartitionLog>],
-        group_id: &str,
-        member: Option<(&str, i32)>,
-        offsets: &[(TopicPartition, Option<OffsetAndMetadata>)],
-        wait: bool,
-    ) -> Result<()> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        for (_, v) in offsets {
-            if let Some(v) = v {
-                check_metadata(&v.metadata)?;
-                if v.offset > i64::MAX as u64 {
-                    return Err(Error::InvalidArgument(format!(
-                        "offset {} is beyond Kafka's i64 range",
-                        v.offset
-                    )));
-                }
-            }
-        }
-        let fenced = |reason: String| Error::Fenced {
-            group: group_id.to_string(),
-            reason,
-        };
-        let group = self.group(group_id);
-        let mut state = group.state.lock();
-        match member {
-            Some((member_id, generation)) => {
-                let Some(m) = state.members.get(member_id) else {
-                    return Err(fenced(format!(
-                        "member `{member_id}` is not in the group any more; the commit is refused"
-                    )));
-                };
-                if let Some(Removal::Expired(why) | Removal::Fenced(why)) = m.liveness.removal() {
-                    return Err(fenced(why));
-                }
-                if m.generation != generation {
-                    return Err(fenced(format!(
-                        "commit from generation {generation}, but member `{member_id}` is in generation {}",
-                        m.generation
-                    )));
-                }
-                if let Some((tp, _)) = offsets
-                    .iter()
-                    .find(|(tp, _)| state.owners.get(tp).is_none_or(|o| o != member_id))
-                {
-                    return Err(fenced(format!(
-                        "partition {tp} is not assigned to member `{member_id}` (generation {})",
-                        state.generation
-                    )));
-                }
-            }
-            None if !state.members.is_empty() => {
-                return Err(fenced(format!(
-                    "the group has {} active member(s); only they commit its offsets",
-                    state.members.len()
-                )));
-            }
-            None => {}
-        }
-        let log = offsets_log(logs, group_id);
-        let appended = append_commits(log, group_id, &mut state, offsets)?;
-        drop(state);
-        if wait && log.config().durability == Durability::Always {
-            log.flush_until(appended + 1)?;
-        }
-        Ok(())
-    }
-
-    /// Deletes an empty group and its commits.
-    pub fn delete_group(&self, logs: Option<&[Arc<PartitionLog>]>, group_id: &str) -> Result<()> {
-        let group = self
-            .existing(group_id)
-            .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
-        let forget: Vec<(TopicPartition, Option<OffsetAndMetadata>)> = {
-            let state = group.state.lock();
-            if !state.members.is_empty() {
-                return Err(Error::GroupNotEmpty {
-                    group: group_id.to_string(),
-                    members: state.members.len(),
-                });
-            }
-            state.committed.keys().map(|tp| (tp.clone(), None)).collect()
-        };
-        if let Some(logs) = logs {
-            self.commit(logs, group_id, None, &forget, true)?;
-        }
-        let mut groups = self.groups.write();
-        let mut state = group.state.lock();
-        if !state.members.is_empty() {
-            return Err(Error::GroupNotEmpty {
-                group: group_id.to_string(),
-                members: state.members.len(),
-            });
-        }
-        state.dead = true;
-        groups.remove(group_id);
-        Ok(())
-    }
-
-    /// Forgets every group's commits for a deleted topic.
-    pub fn forget_topic(&self, logs: &[Arc<PartitionLog>], topic: &str) -> Result<()> {
-        for id in self.group_ids() {
-            let Some(group) = self.existing(&id) else {
-                continue;
-            };
-            let mut state = group.state.lock();
-            let forget: Vec<_> = state
-                .committed
-                .keys()
-                .filter(|tp| tp.topic == topic)
-                .map(|tp| (tp.clone(), None))
-                .collect();
-            if !forget.is_empty() {
-                let log = offsets_log(logs, &id);
-                let last = append_commits(log, &id, &mut state, &forget)?;
-                drop(state);
-                log.flush_until(last + 1)?;
-            }
-        }
-        Ok(())
-    }
-
     /// The group as the admin API shows it.
     pub fn snapshot(&self, group_id: &str) -> Option<GroupSnapshot> {
         let group = self.existing(group_id)?;
@@ -761,13 +612,22 @@ impl GroupCoordinator {
                 assignment: state.target.get(id).cloned().unwrap_or_default(),
             })
             .collect();
+        // A departed static member waits for its successor; it does not hold the group up.
+        let present = |id: &String| {
+            state
+                .members
+                .get(id)
+                .is_some_and(|m| m.departed_at.is_none())
+        };
         let all_synced = state
             .members
-            .values()
-            .all(|m| m.generation == state.generation);
+            .iter()
+            .all(|(id, m)| !present(id) || m.generation == state.generation);
         let all_owned = state.target.iter().all(|(id, tps)| {
-            tps.iter()
-                .all(|tp| state.owners.get(tp).is_some_and(|o| o == id))
+            !present(id)
+                || tps
+                    .iter()
+                    .all(|tp| state.owners.get(tp).is_some_and(|o| o == id))
         });
         Some(GroupSnapshot {
             generation: state.generation,
@@ -780,39 +640,6 @@ impl GroupCoordinator {
             completing: all_synced && !all_owned,
         })
     }
-}
-
-/// The partition of `__consumer_offsets` for `group_id` (`logs` is never empty).
-fn offsets_log<'a>(logs: &'a [Arc<PartitionLog>], group_id: &str) -> &'a Arc<PartitionLog> {
-    &logs[partition_for_group(group_id, logs.len() as u32) as usize]
-}
-
-/// Appends commit records (invariant 4: under the group's lock, then the cache); returns the
-/// last offset written. Does not wait for an fsync.
-fn append_commits(
-    log: &PartitionLog,
-    group_id: &str,
-    state: &mut GroupInner,
-    offsets: &[(TopicPartition, Option<OffsetAndMetadata>)],
-) -> Result<u64> {
-    let timestamp = crate::storage::coarse_now_ms();
-    let records: Vec<Record> = offsets
-        .iter()
-        .map(|(tp, v)| Record {
-            key: Some(encode_key(group_id, tp).into()),
-            value: v.as_ref().map(|v| encode_value(v, timestamp).into()),
-            timestamp,
-            headers: Vec::new(),
-        })
-        .collect();
-    let appended = log.append_deferred(&records)?;
-    for (tp, v) in offsets {
-        match v {
-            Some(v) => state.committed.insert(tp.clone(), v.clone()),
-            None => state.committed.remove(tp),
-        };
-    }
-    Ok(appended.last_offset)
 }
 
 /// Takes a member out: its partitions are free, its consumer learns why at its next poll.

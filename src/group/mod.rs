@@ -17,6 +17,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod assignor;
+mod commits;
 pub(crate) mod coordinator;
 pub(crate) mod liveness;
 pub(crate) mod offsets;

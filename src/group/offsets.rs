@@ -232,7 +232,10 @@ mod tests {
         let v = encode_value(&OffsetAndMetadata::new(5).with_metadata("m"), 7);
         assert_eq!(
             v,
-            [0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 255, 255, 255, 255, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 7]
+            [
+                0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 255, 255, 255, 255, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0,
+                7
+            ]
         );
     }
 
@@ -253,7 +256,10 @@ mod tests {
                 value: Some(OffsetAndMetadata::new(9)),
             }
         );
-        assert_eq!(decode(&[0, 2, 0, 1, b'g'], Some(b"x")).unwrap(), OffsetsRecord::Other);
+        assert_eq!(
+            decode(&[0, 2, 0, 1, b'g'], Some(b"x")).unwrap(),
+            OffsetsRecord::Other
+        );
         assert!(decode(&[0, 1, 0], None).is_err());
     }
 

@@ -870,7 +870,9 @@ impl PartitionLog {
                 // Sealed segments are flushed in the background, so the recovery point moves on
                 // even when the library never fsyncs on the append path (Kafka flushes on roll).
                 Durability::None => self.flushed_offset() < self.writer.lock().active.base_offset(),
-                Durability::Always => false,
+                // Appends that did not wait (`append_deferred`, asynchronous offset commits)
+                // become durable within one maintenance interval even if nobody waits for them.
+                Durability::Always => true,
             };
             if due {
                 self.flush()?;
