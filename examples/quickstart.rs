@@ -1,5 +1,7 @@
 //! The main example: open a directory, create a topic, produce from one thread and consume in
-//! another, then reopen the directory and read everything again.
+//! another, reopen the directory and read everything again, then share the topic between the
+//! two members of a consumer group that commit their progress (a second run continues where the
+//! first stopped).
 //!
 //! ```text
 //! cargo run --example quickstart                 # uses ./tidelog-data (tidelog::DEFAULT_DIR)
@@ -104,5 +106,47 @@ fn main() -> Result<(), tidelog::Error> {
         total += records.len();
     }
     println!("after reopening: {total} records in `{TOPIC}`");
+    drop(consumer);
+
+    // A consumer group: its two members share the partitions, each record goes to one of them,
+    // and the group's committed offsets (kept in `__consumer_offsets`) say where the next run of
+    // this example continues.
+    let members: Vec<_> = (0..2)
+        .map(|i| {
+            let broker = broker.clone();
+            std::thread::spawn(move || -> Result<usize, tidelog::Error> {
+                let mut member = broker.consumer(
+                    ConsumerConfig::default()
+                        .group_id("billing")
+                        .client_id(format!("billing-{i}"))
+                        .auto_offset_reset(OffsetReset::Earliest),
+                )?;
+                member.subscribe(&[TOPIC])?;
+                let (mut received, mut idle) = (0, 0);
+                while idle < 5 {
+                    let records = member.poll(Duration::from_millis(100))?;
+                    if records.is_empty() {
+                        idle += 1;
+                        continue;
+                    }
+                    idle = 0;
+                    received += records.len();
+                    member.commit_sync()?; // processed: the group moves on
+                }
+                member.close()?;
+                Ok(received)
+            })
+        })
+        .collect();
+    for (i, member) in members.into_iter().enumerate() {
+        let received = member.join().expect("group member panicked")?;
+        println!("group `billing`, member {i}: {received} records");
+    }
+    let lag: u64 = broker
+        .group_lag("billing")?
+        .iter()
+        .filter_map(|p| p.lag)
+        .sum();
+    println!("group `billing` has {lag} records left to read (lag)");
     Ok(())
 }
