@@ -183,8 +183,17 @@ impl Consumer {
             return result;
         }
         let owned = self.assignment();
+        let removed = self
+            .group
+            .as_ref()
+            .is_some_and(|m| m.liveness.removal().is_some());
         if !abrupt && !owned.is_empty() {
-            result = self.revoke(&owned);
+            if removed {
+                // The group moved on already: nothing to commit, the partitions are lost.
+                self.call_listener(&Callback::Lost, &owned);
+            } else {
+                result = self.revoke(&owned);
+            }
         }
         if let Some(m) = self.group.take() {
             let groups = &self.broker.inner.groups;
