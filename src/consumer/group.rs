@@ -269,6 +269,12 @@ impl Consumer {
                     force = true;
                 }
                 SyncStep::Removed(removal) => {
+                    // The coordinator forgets a fenced member; the mark on its liveness stays.
+                    let removal = self
+                        .group
+                        .as_ref()
+                        .and_then(|m| m.liveness.removal())
+                        .unwrap_or(removal);
                     let lost = self.assignment();
                     self.set_assignment(Vec::new());
                     self.group = None;
@@ -384,6 +390,8 @@ impl Consumer {
         self.assigned
             .iter()
             .filter(|a| partitions.is_empty() || partitions.contains(&a.tp))
+            // A deleted topic's commits were forgotten with it; do not bring them back.
+            .filter(|a| a.partition.log().is_ok())
             .filter_map(|a| Some((a.tp.clone(), OffsetAndMetadata::new(a.position?))))
             .collect()
     }

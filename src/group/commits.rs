@@ -17,6 +17,29 @@ use crate::record::Record;
 use crate::storage::{Durability, PartitionLog};
 
 impl GroupCoordinator {
+    /// Kafka refuses commits for partitions that do not exist (`UNKNOWN_TOPIC_OR_PARTITION`):
+    /// a deleted topic's commits stay forgotten.
+    fn check_partitions_exist<'a>(
+        &self,
+        partitions: impl Iterator<Item = &'a TopicPartition>,
+    ) -> Result<()> {
+        let topics = self.topics.read();
+        for tp in partitions {
+            let topic = topics
+                .get(&tp.topic)
+                .filter(|t| t.check_live().is_ok())
+                .ok_or_else(|| Error::UnknownTopic(tp.topic.clone()))?;
+            let count = topic.partitions.read().len() as u32;
+            if tp.partition >= count {
+                return Err(Error::UnknownPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every commit of `__consumer_offsets` (newest per partition wins) and remembers its
     /// partitions for later commits.
     pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<()> {
@@ -94,6 +117,7 @@ impl GroupCoordinator {
                 }
             }
         }
+        self.check_partitions_exist(offsets.iter().map(|(tp, _)| tp))?;
         let fenced = |reason: String| Error::Fenced {
             group: group_id.to_string(),
             reason,
@@ -148,24 +172,6 @@ impl GroupCoordinator {
         let group = self
             .existing(group_id)
             .ok_or_else(|| Error::UnknownGroup(group_id.to_string()))?;
-        let forget: Vec<(TopicPartition, Option<OffsetAndMetadata>)> = {
-            let state = group.state.lock();
-            if !state.members.is_empty() {
-                return Err(Error::GroupNotEmpty {
-                    group: group_id.to_string(),
-                    members: state.members.len(),
-                });
-            }
-            state
-                .committed
-                .keys()
-                .map(|tp| (tp.clone(), None))
-                .collect()
-        };
-        if let Some(logs) = logs {
-            self.commit(logs, group_id, None, &forget, true)?;
-        }
-        let mut groups = self.groups.write();
         let mut state = group.state.lock();
         if !state.members.is_empty() {
             return Err(Error::GroupNotEmpty {
@@ -173,8 +179,27 @@ impl GroupCoordinator {
                 members: state.members.len(),
             });
         }
+        let forget: Vec<(TopicPartition, Option<OffsetAndMetadata>)> = state
+            .committed
+            .keys()
+            .map(|tp| (tp.clone(), None))
+            .collect();
+        let mut written = None;
+        if let (Some(logs), false) = (logs, forget.is_empty()) {
+            let log = offsets_log(logs, group_id);
+            written = Some((log, append_commits(log, group_id, &mut state, &forget)?));
+        }
+        // Joiners that raced the deletion see `dead` and join a fresh group instead.
         state.dead = true;
-        groups.remove(group_id);
+        drop(state);
+        let mut groups = self.groups.write();
+        if groups.get(group_id).is_some_and(|g| Arc::ptr_eq(g, &group)) {
+            groups.remove(group_id);
+        }
+        drop(groups);
+        if let Some((log, last)) = written {
+            log.flush_until(last + 1)?;
+        }
         Ok(())
     }
 

@@ -183,7 +183,7 @@ pub(crate) struct MemberSnapshot {
 
 /// All groups of an opened directory.
 pub(crate) struct GroupCoordinator {
-    topics: Arc<TopicMap>,
+    pub(super) topics: Arc<TopicMap>,
     pub(super) groups: RwLock<BTreeMap<String, Arc<Group>>>,
     /// The partitions of `__consumer_offsets`, once it exists.
     pub(super) offsets: OnceLock<Vec<Arc<PartitionLog>>>,
