@@ -13,7 +13,7 @@
 //!   thread that died, or kept somewhere no thread polls it from. A static member whose consumer
 //!   was dropped keeps its partitions for `session_timeout` too, waiting for its successor.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -64,6 +64,8 @@ pub(crate) struct Liveness {
     last_poll: AtomicU64,
     /// The thread that polled last.
     thread: Mutex<Arc<ThreadAlive>>,
+    /// Its address, to compare without the lock on every poll.
+    thread_id: AtomicUsize,
     /// Set by the coordinator when it removes the member.
     removed: Mutex<Option<Removal>>,
 }
@@ -71,9 +73,11 @@ pub(crate) struct Liveness {
 impl Liveness {
     /// Liveness of a member joining from the current thread.
     pub fn new() -> Arc<Liveness> {
+        let thread = current_thread();
         Arc::new(Liveness {
             last_poll: AtomicU64::new(now_ms()),
-            thread: Mutex::new(current_thread()),
+            thread_id: AtomicUsize::new(Arc::as_ptr(&thread) as usize),
+            thread: Mutex::new(thread),
             removed: Mutex::new(None),
         })
     }
@@ -81,10 +85,14 @@ impl Liveness {
     /// A poll starts on the current thread.
     pub fn enter_poll(&self) {
         self.last_poll.store(IN_POLL, Ordering::Release);
-        if let Ok(ours) = THIS_THREAD.try_with(|g| Arc::as_ptr(&g.0)) {
-            let mut thread = self.thread.lock();
-            if Arc::as_ptr(&thread) != ours {
+        if let Ok(ours) = THIS_THREAD.try_with(|g| Arc::as_ptr(&g.0) as usize) {
+            // `thread` keeps the recorded `ThreadAlive` allocated, so its address is never reused
+            // by another thread's while we compare against it.
+            if self.thread_id.load(Ordering::Relaxed) != ours {
+                let mut thread = self.thread.lock();
                 *thread = current_thread();
+                self.thread_id
+                    .store(Arc::as_ptr(&thread) as usize, Ordering::Relaxed);
             }
         }
     }
