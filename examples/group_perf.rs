@@ -1022,6 +1022,11 @@ fn goal_commits(opts: &Opts) -> AnyResult<()> {
         let broker = open_broker(tmp.path(), Durability::Always)?;
         let (mut consumer, tp) = commit_member(&broker)?;
         commit_rate(&mut consumer, &tp, true, 10, Duration::MAX)?;
+        // The default configuration: asynchronous commits are fsynced in the background.
+        rows.push((
+            "commit_async_offsets, offsets Always (default)",
+            commit_rate(&mut consumer, &tp, false, opts.commits, Duration::MAX)?,
+        ));
         rows.push((
             "commit_sync_offsets,  offsets Always (fsync each)",
             commit_rate(
