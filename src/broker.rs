@@ -245,6 +245,11 @@ impl Broker {
         partitions: u32,
         config: LogConfig,
     ) -> Result<Topic> {
+        refuse_internal(name, "created by hand (it is created on the first group use; see BrokerConfig::offsets_topic_partitions)")?;
+        self.create_any_topic(name, partitions, config)
+    }
+
+    fn create_any_topic(&self, name: &str, partitions: u32, config: LogConfig) -> Result<Topic> {
         validate_topic_name(name)?;
         if partitions == 0 {
             return Err(Error::InvalidArgument(
@@ -368,11 +373,13 @@ impl Broker {
         }
         self.inner.topics.write().remove(name);
         write_metadata(&metadata_path(&self.inner.dir), &self.metadata())?;
-        drop(admin);
+        // Still under the admin lock, so that a topic created again under this name meanwhile
+        // cannot have its first commits erased by these tombstones.
         self.inner.groups.topics_changed();
         if let Some(logs) = self.inner.groups.offsets_logs() {
             self.inner.groups.forget_topic(logs, name)?;
         }
+        drop(admin);
         for dir in doomed {
             std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         }
@@ -424,7 +431,7 @@ impl Broker {
         }
         let topic = match self.topic(OFFSETS_TOPIC) {
             Ok(topic) => topic,
-            Err(_) => match self.create_topic_with(
+            Err(_) => match self.create_any_topic(
                 OFFSETS_TOPIC,
                 self.inner.config.offsets_topic_partitions,
                 self.inner.config.offsets_topic_config.clone(),
@@ -440,7 +447,14 @@ impl Broker {
     }
 
     /// Changes a topic's configuration (Kafka's `alterConfigs`); applies to every partition.
+    ///
+    /// `__consumer_offsets` stays compacted whatever `config` says.
     pub fn set_topic_config(&self, name: &str, config: LogConfig) -> Result<()> {
+        let config = if name == OFFSETS_TOPIC {
+            config.cleanup_policy(CleanupPolicy::Compact)
+        } else {
+            config
+        };
         config.validate()?;
         let _admin = self.inner.admin.lock();
         let topic = self.topic(name)?;

@@ -257,10 +257,10 @@ impl ConsumerConfig {
             ("session_timeout", self.session_timeout),
             ("max_poll_interval", self.max_poll_interval),
         ] {
-            if value.is_zero() {
+            if value < Duration::from_millis(1) {
                 return Err(Error::InvalidConfig {
                     key,
-                    reason: "must be greater than zero".into(),
+                    reason: "must be at least 1 ms".into(),
                 });
             }
         }

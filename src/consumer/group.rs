@@ -216,6 +216,10 @@ impl Consumer {
                 reason: why.clone(),
             });
         }
+        if self.group.is_none() && self.subscription.is_some() && self.config.group_id.is_some() {
+            // An earlier (re)join failed: try again.
+            self.rejoin_in_poll()?;
+        }
         let mut force = false;
         loop {
             let Some(m) = &self.group else {
@@ -228,6 +232,7 @@ impl Consumer {
             let groups = Arc::clone(&self.broker.inner.groups);
             let group = Arc::clone(&m.group);
             let member_id = m.member_id.clone();
+            self.drop_deleted_partitions();
             let owned = self.assignment();
             let (step, epoch) = groups.sync(&group, &member_id, &owned);
             if let Some(m) = &mut self.group {
@@ -246,7 +251,12 @@ impl Consumer {
                     }
                     return Ok(());
                 }
-                SyncStep::Waiting => return Ok(()),
+                SyncStep::Waiting { generation } => {
+                    if let Some(m) = &mut self.group {
+                        m.generation = generation;
+                    }
+                    return Ok(());
+                }
                 SyncStep::Revoke {
                     generation,
                     partitions,
@@ -276,13 +286,13 @@ impl Consumer {
                         .and_then(|m| m.liveness.removal())
                         .unwrap_or(removal);
                     let lost = self.assignment();
-                    self.set_assignment(Vec::new());
-                    self.group = None;
                     if !lost.is_empty() {
                         self.call_listener(&Callback::Lost, &lost);
                     }
+                    self.set_assignment(Vec::new());
+                    self.group = None;
                     match removal {
-                        Removal::Expired(_) => self.join_group()?,
+                        Removal::Expired(_) => self.rejoin_in_poll()?,
                         Removal::Fenced(why) => {
                             self.fenced = Some(why.clone());
                             return Err(Error::Fenced {
@@ -294,6 +304,38 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    /// Joins again from inside `poll`, which the new membership's liveness must know.
+    fn rejoin_in_poll(&mut self) -> Result<()> {
+        self.join_group()?;
+        if let Some(m) = &self.group {
+            m.liveness.enter_poll();
+        }
+        Ok(())
+    }
+
+    /// Drops assigned partitions whose topic was deleted (they cannot be committed any more):
+    /// the coordinator's next generation no longer counts them, and a topic created again under
+    /// the name is acquired afresh.
+    fn drop_deleted_partitions(&mut self) {
+        let gone: Vec<TopicPartition> = self
+            .assigned
+            .iter()
+            .filter(|a| a.partition.log().is_err())
+            .map(|a| a.tp.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.call_listener(&Callback::Lost, &gone);
+        let keep: Vec<_> = self
+            .assigned
+            .iter()
+            .filter(|a| !gone.contains(&a.tp))
+            .map(|a| (a.tp.clone(), a.partition.clone()))
+            .collect();
+        self.set_assignment(keep);
     }
 
     /// Takes newly acquired partitions in, at the group's committed offsets.
@@ -373,13 +415,17 @@ impl Consumer {
             return;
         };
         self.in_listener = true;
-        match callback {
+        // A panicking listener must not leave the consumer thinking it is still inside one.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match callback {
             Callback::Revoked => listener.on_partitions_revoked(self, partitions),
             Callback::Assigned => listener.on_partitions_assigned(self, partitions),
             Callback::Lost => listener.on_partitions_lost(self, partitions),
-        }
+        }));
         self.in_listener = false;
         *self.listener.get_mut() = Some(listener);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// The positions of these partitions (those that have one), as commits.

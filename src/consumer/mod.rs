@@ -227,11 +227,13 @@ impl Consumer {
         for tp in partitions {
             wanted.push((tp.clone(), self.broker.partition(&tp.topic, tp.partition)?));
         }
-        self.leave_group(false)?;
+        // Leaving the group switches to the new assignment even when its final commit fails;
+        // that error comes after.
+        let left = self.leave_group(false);
         self.subscription = None;
         self.set_assignment(wanted);
         self.seek_to_committed()?;
-        Ok(())
+        left
     }
 
     /// With a group id, starts newly assigned partitions without a position at the group's
@@ -621,11 +623,14 @@ impl Consumer {
         if let Some(m) = &self.group {
             m.liveness.enter_poll();
         }
-        let result = self.poll_inner(timeout);
+        // A panic in a listener called from the poll must not leave the member "inside poll"
+        // for ever (it would never be removed for not polling).
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.poll_inner(timeout)));
         if let Some(m) = &self.group {
             m.liveness.exit_poll();
         }
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     fn poll_inner(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
@@ -783,9 +788,16 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        let _ = self.close_inner();
+        // A rebalance listener may run here; if it panics, the group is still left.
+        let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close_inner()));
+        if closed.is_err() {
+            let _ = self.leave_group(true);
+        }
         for a in &self.assigned {
             a.partition.log.remove_listener(&self.signal);
+        }
+        if let Err(panic) = closed {
+            std::panic::resume_unwind(panic);
         }
     }
 }

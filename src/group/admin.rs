@@ -42,7 +42,8 @@ pub struct GroupDescription {
     pub assignor: Option<String>,
     /// The assignor's protocol; `None` when empty.
     pub protocol: Option<RebalanceProtocol>,
-    /// The member Kafka would call the group leader (the oldest one); `None` when empty.
+    /// The member Kafka would call the group leader: the first to join, and when it leaves, the
+    /// member with the smallest id; `None` when empty.
     pub leader: Option<String>,
     /// The members, by member id.
     pub members: Vec<MemberDescription>,

@@ -47,10 +47,11 @@ impl GroupCoordinator {
             let mut offset = log.log_start_offset();
             let end = log.log_end_offset();
             while offset < end {
-                let records = log.read_records(offset, 1 << 20)?;
-                let Some(last) = records.last() else { break };
-                offset = last.offset + 1;
-                for r in records {
+                let data = log.read(offset, 1 << 20)?;
+                // Compaction may have emptied a batch's tail or whole batches: move by the
+                // batches read, not by the last record.
+                let next = data.next_offset();
+                for r in data.records()? {
                     let Some(key) = &r.record.key else { continue };
                     // A record tidelog cannot read (written by something else) is skipped.
                     if let Ok(OffsetsRecord::Commit {
@@ -67,8 +68,16 @@ impl GroupCoordinator {
                         };
                     }
                 }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
             }
         }
+        // A group whose every commit was deleted (tombstones) is gone.
+        self.groups
+            .write()
+            .retain(|_, g| !g.state.lock().committed.is_empty());
         let _ = self.offsets.set(logs);
         Ok(())
     }
@@ -117,54 +126,24 @@ impl GroupCoordinator {
                 }
             }
         }
-        self.check_partitions_exist(offsets.iter().map(|(tp, _)| tp))?;
-        let fenced = |reason: String| Error::Fenced {
-            group: group_id.to_string(),
-            reason,
-        };
-        let group = self.group(group_id);
-        let mut state = group.state.lock();
-        match member {
-            Some((member_id, generation)) => {
-                let Some(m) = state.members.get(member_id) else {
-                    return Err(fenced(format!(
-                        "member `{member_id}` is not in the group any more; the commit is refused"
-                    )));
-                };
-                if let Some(Removal::Expired(why) | Removal::Fenced(why)) = m.liveness.removal() {
-                    return Err(fenced(why));
-                }
-                if m.generation != generation {
-                    return Err(fenced(format!(
-                        "commit from generation {generation}, but member `{member_id}` is in generation {}",
-                        m.generation
-                    )));
-                }
-                if let Some((tp, _)) = offsets
-                    .iter()
-                    .find(|(tp, _)| state.owners.get(tp).is_none_or(|o| o != member_id))
-                {
-                    return Err(fenced(format!(
-                        "partition {tp} is not assigned to member `{member_id}` (generation {})",
-                        state.generation
-                    )));
-                }
+        loop {
+            let group = self.group(group_id);
+            let mut state = group.state.lock();
+            if state.dead {
+                continue; // deleted meanwhile: commit to its successor
             }
-            None if !state.members.is_empty() => {
-                return Err(fenced(format!(
-                    "the group has {} active member(s); only they commit its offsets",
-                    state.members.len()
-                )));
+            // Under the group's lock, so that a topic deleted meanwhile has had its commits
+            // forgotten already (`forget_topic` takes this lock too) or will forget this one.
+            self.check_partitions_exist(offsets.iter().map(|(tp, _)| tp))?;
+            check_committer(&state, group_id, member, offsets)?;
+            let log = offsets_log(logs, group_id);
+            let last = append_commits(log, group_id, &mut state, offsets)?;
+            drop(state);
+            if wait && log.config().durability == Durability::Always {
+                log.flush_until(last + 1)?;
             }
-            None => {}
+            return Ok(());
         }
-        let log = offsets_log(logs, group_id);
-        let appended = append_commits(log, group_id, &mut state, offsets)?;
-        drop(state);
-        if wait && log.config().durability == Durability::Always {
-            log.flush_until(appended + 1)?;
-        }
-        Ok(())
     }
 
     /// Deletes an empty group and its commits.
@@ -225,6 +204,54 @@ impl GroupCoordinator {
         }
         Ok(())
     }
+}
+
+/// Fencing: whether `member` (or a committer outside the membership) may commit `offsets`.
+fn check_committer(
+    state: &GroupInner,
+    group_id: &str,
+    member: Option<(&str, i32)>,
+    offsets: &[(TopicPartition, Option<OffsetAndMetadata>)],
+) -> Result<()> {
+    let fenced = |reason: String| Error::Fenced {
+        group: group_id.to_string(),
+        reason,
+    };
+    match member {
+        Some((member_id, generation)) => {
+            let Some(m) = state.members.get(member_id) else {
+                return Err(fenced(format!(
+                    "member `{member_id}` is not in the group any more; the commit is refused"
+                )));
+            };
+            if let Some(Removal::Expired(why) | Removal::Fenced(why)) = m.liveness.removal() {
+                return Err(fenced(why));
+            }
+            if m.generation != generation {
+                return Err(fenced(format!(
+                    "commit from generation {generation}, but member `{member_id}` is in generation {}",
+                    m.generation
+                )));
+            }
+            if let Some((tp, _)) = offsets
+                .iter()
+                .find(|(tp, _)| state.owners.get(tp).is_none_or(|o| o != member_id))
+            {
+                return Err(fenced(format!(
+                    "partition {tp} is not assigned to member `{member_id}` (generation {})",
+                    state.generation
+                )));
+            }
+        }
+        None if !state.members.is_empty() => {
+            return Err(fenced(format!(
+                "the group has {} active member(s); only they commit its offsets",
+                state.members.len()
+            )));
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// The partition of `__consumer_offsets` for `group_id` (`logs` is never empty).

@@ -14,7 +14,9 @@
 //!   rebalance listener's `on_partitions_revoked` and its auto-commit ran, and takes a partition
 //!   (`sync` returning `Acquired`) only once nobody owns it, together with the committed offset
 //!   read under the same lock. So no two members ever fetch the same partition at the same time,
-//!   and the new owner starts exactly where the old owner's last commit left off.
+//!   and the new owner starts exactly where the old owner's last commit left off. (One exception,
+//!   as in Kafka: when a second consumer takes over a live static member's `group_instance_id`,
+//!   the fenced consumer may finish the fetch it is in.)
 //! - **Protocols.** Under the eager protocol a member of a new generation gives up all its
 //!   partitions and takes its new target all at once. Under the cooperative protocol it gives up
 //!   only what moved away and takes each new partition as soon as it is free; the rest is
@@ -142,8 +144,8 @@ pub(crate) enum SyncStep {
         partitions: Vec<(TopicPartition, Option<OffsetAndMetadata>)>,
         complete: bool,
     },
-    /// Partitions of its target are still held by other members.
-    Waiting,
+    /// Partitions of its target are still held by other members; it holds `generation`.
+    Waiting { generation: i32 },
     /// It is no longer a member.
     Removed(Removal),
 }
@@ -291,8 +293,9 @@ impl GroupCoordinator {
             subscription: req.subscription,
             signal: req.signal,
             liveness: req.liveness,
-            session_timeout_ms: req.session_timeout.as_millis() as u64,
-            max_poll_interval_ms: req.max_poll_interval.as_millis() as u64,
+            session_timeout_ms: u64::try_from(req.session_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_poll_interval_ms: u64::try_from(req.max_poll_interval.as_millis())
+                .unwrap_or(u64::MAX),
             generation: 0,
             departed_at: None,
         };
@@ -313,18 +316,22 @@ impl GroupCoordinator {
                 "another consumer joined with group_instance_id `{}`",
                 member.instance_id.as_deref().unwrap_or_default()
             )));
-            old.signal.notify();
         }
         member.generation = state.generation;
         let same_subscription = old.subscription.same_as(&member.subscription);
         let target = state.target.remove(&old_id).unwrap_or_default();
-        for tp in &target {
-            if let Some(owner) = state.owners.get_mut(tp) {
-                if *owner == old_id {
-                    owner.clone_from(&member_id);
-                }
+        // Invariant 1: what the old member held of its target passes to the successor; what it
+        // still held beyond its target (it had not given it up yet) is free.
+        state.owners.retain(|tp, owner| {
+            if *owner != old_id {
+                true
+            } else if target.binary_search(tp).is_ok() {
+                owner.clone_from(&member_id);
+                true
+            } else {
+                false
             }
-        }
+        });
         state.target.insert(member_id.clone(), target);
         if state.leader.as_ref() == Some(&old_id) {
             state.leader = Some(member_id.clone());
@@ -335,6 +342,8 @@ impl GroupCoordinator {
         } else {
             self.rebalance(group, state);
         }
+        // Invariant 3: the fenced consumer looks after the epoch moved.
+        old.signal.notify();
         Ok(member_id)
     }
 
@@ -352,18 +361,19 @@ impl GroupCoordinator {
     /// A member leaves (its consumer closed or unsubscribed): its partitions are free at once.
     pub fn leave(&self, group: &Group, member_id: &str) {
         let mut state = group.state.lock();
-        if state.members.contains_key(member_id) {
-            remove_member(&mut state, member_id, None);
+        if let Some(signal) = remove_member(&mut state, member_id, None) {
             self.rebalance(group, &mut state);
+            signal.notify();
         }
     }
 
-    /// A static member's consumer is gone: it keeps its place for `session_timeout`.
-    #[allow(clippy::unused_self)] // a coordinator method like the others
+    /// A static member's consumer is gone: it keeps its place for `session_timeout`, and its
+    /// partitions that the target gives to others are free for them now.
     pub fn depart(&self, group: &Group, member_id: &str) {
         let mut state = group.state.lock();
         if let Some(m) = state.members.get_mut(member_id) {
             m.departed_at = Some(now_ms());
+            self.wake(group, &state);
         }
     }
 
@@ -397,11 +407,20 @@ impl GroupCoordinator {
             if expired.is_empty() {
                 continue;
             }
+            let mut removed = Vec::with_capacity(expired.len());
             for (id, why) in expired {
                 let reason = format!("member `{id}` was removed: {why}");
-                remove_member(&mut state, &id, Some(Removal::Expired(reason)));
+                removed.extend(remove_member(
+                    &mut state,
+                    &id,
+                    Some(Removal::Expired(reason)),
+                ));
             }
             self.rebalance(&group, &mut state);
+            // Invariant 3: after the epoch moved.
+            for signal in removed {
+                signal.notify();
+            }
         }
     }
 
@@ -460,6 +479,13 @@ impl GroupCoordinator {
             }
             _ => Assignment::new(),
         };
+        // A partition whose topic is gone (or no longer subscribed) has nothing to hand over:
+        // its holder drops it at its next sync.
+        state.owners.retain(|tp, _| {
+            subscribed
+                .get(&tp.topic)
+                .is_some_and(|&count| tp.partition < count)
+        });
         state.subscribed = subscribed;
         if state.members.is_empty() {
             state.assignor = None;
@@ -487,7 +513,6 @@ impl GroupCoordinator {
 
     /// What member `member_id`, whose consumer holds `owned`, must do next; with the group's
     /// epoch at the time of the answer.
-    #[allow(clippy::unused_self)] // a coordinator method like the others
     pub fn sync(
         &self,
         group: &Group,
@@ -495,7 +520,7 @@ impl GroupCoordinator {
         owned: &[TopicPartition],
     ) -> (SyncStep, u64) {
         let mut state = group.state.lock();
-        let epoch = group.epoch.load(Ordering::Acquire);
+        let mut epoch = group.epoch.load(Ordering::Acquire);
         let generation = state.generation;
         let eager = state
             .assignor
@@ -513,8 +538,19 @@ impl GroupCoordinator {
         if let Some(removal) = member.liveness.removal() {
             return (SyncStep::Removed(removal), epoch);
         }
+        let member_generation = member.generation;
         let target = state.target.get(member_id).cloned().unwrap_or_default();
-        if member.generation != generation {
+        // Invariant 1: what the coordinator counts as this member's but its consumer does not
+        // hold and its target does not want (a static successor's leftovers) is free.
+        let before = state.owners.len();
+        state.owners.retain(|tp, o| {
+            o != member_id || owned.contains(tp) || target.binary_search(tp).is_ok()
+        });
+        if state.owners.len() != before {
+            self.wake(group, &state);
+            epoch = group.epoch.load(Ordering::Acquire);
+        }
+        if member_generation != generation {
             let revoke: Vec<TopicPartition> = if eager {
                 owned.to_vec()
             } else {
@@ -547,17 +583,13 @@ impl GroupCoordinator {
             .iter()
             .filter(|tp| {
                 state.owners.get(**tp).is_none_or(|o| {
-                    o == member_id
-                        || state
-                            .members
-                            .get(o)
-                            .is_some_and(|m| m.departed_at.is_some())
+                    o == member_id || state.members.get(o).is_none_or(|m| m.departed_at.is_some())
                 })
             })
             .map(|tp| (*tp).clone())
             .collect();
         if free.is_empty() || (eager && free.len() < wanted.len()) {
-            return (SyncStep::Waiting, epoch);
+            return (SyncStep::Waiting { generation }, epoch);
         }
         let complete = free.len() == wanted.len();
         let partitions = free
@@ -643,16 +675,21 @@ impl GroupCoordinator {
 }
 
 /// Takes a member out: its partitions are free, its consumer learns why at its next poll.
-fn remove_member(state: &mut GroupInner, member_id: &str, removal: Option<Removal>) {
-    if let Some(m) = state.members.remove(member_id) {
-        if let Some(removal) = removal {
-            m.liveness.set_removed(removal);
-        }
-        m.signal.notify();
+/// Returns the member's signal, to notify once the epoch has moved (invariant 3); `None` if it
+/// was no member.
+fn remove_member(
+    state: &mut GroupInner,
+    member_id: &str,
+    removal: Option<Removal>,
+) -> Option<Arc<AppendSignal>> {
+    let m = state.members.remove(member_id)?;
+    if let Some(removal) = removal {
+        m.liveness.set_removed(removal);
     }
     state.target.remove(member_id);
     state.owners.retain(|_, owner| owner != member_id);
     if state.leader.as_deref() == Some(member_id) {
         state.leader = None;
     }
+    Some(m.signal)
 }

@@ -122,7 +122,7 @@ impl Liveness {
         if last != IN_POLL && now.saturating_sub(last) > max_poll_interval_ms {
             return Some(format!(
                 "the consumer did not poll for {} ms, longer than max_poll_interval ({max_poll_interval_ms} ms)",
-                now - last
+                now.saturating_sub(last)
             ));
         }
         let ended = self.thread.lock().ended_at.load(Ordering::Acquire);
@@ -130,7 +130,7 @@ impl Liveness {
             return Some(format!(
                 "the thread that polled the consumer ended {} ms ago and none has polled since \
                  (session_timeout {session_timeout_ms} ms)",
-                now - ended
+                now.saturating_sub(ended)
             ));
         }
         None

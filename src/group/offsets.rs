@@ -83,13 +83,19 @@ pub(crate) enum OffsetsRecord {
 }
 
 /// The partition of `__consumer_offsets` that holds `group`'s commits, as Kafka picks it:
-/// `abs(group.hashCode()) % partitions` with Java's `String.hashCode` over UTF-16 code units.
+/// `Utils.abs(group.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16 code
+/// units and Kafka's `Utils.abs` (`Integer.MIN_VALUE` maps to 0).
 pub(crate) fn partition_for_group(group: &str, partitions: u32) -> u32 {
     let mut hash: i32 = 0;
     for unit in group.encode_utf16() {
         hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
     }
-    (hash & 0x7fff_ffff) as u32 % partitions.max(1)
+    let abs = if hash == i32::MIN {
+        0
+    } else {
+        hash.unsigned_abs()
+    };
+    abs % partitions.max(1)
 }
 
 pub(crate) fn check_metadata(metadata: &str) -> Result<()> {
@@ -265,9 +271,11 @@ mod tests {
 
     #[test]
     fn group_partition_matches_java_string_hash_code() {
-        // "hello".hashCode() == 99162322; Math.abs-free masking as Kafka's Utils.abs.
+        // "hello".hashCode() == 99162322.
         assert_eq!(partition_for_group("hello", 50), 99_162_322 % 50);
-        // "polygenelubricants".hashCode() == Integer.MIN_VALUE.
+        // "billing".hashCode() == -109829509: Utils.abs gives 109829509, partition 9 (Kafka's).
+        assert_eq!(partition_for_group("billing", 50), 9);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE: Utils.abs maps it to 0.
         assert_eq!(partition_for_group("polygenelubricants", 50), 0);
         assert_eq!(partition_for_group("anything", 1), 0);
     }
