@@ -349,11 +349,7 @@ impl Consumer {
     /// existing topics a [pattern](Self::subscribe_pattern) matches now; empty when partitions
     /// are assigned by hand.
     pub fn subscription(&self) -> Vec<String> {
-        match &self.subscription {
-            None => Vec::new(),
-            Some(Subscription::Topics(names)) => names.clone(),
-            Some(Subscription::Pattern(_)) => self.subscribed_names(),
-        }
+        self.subscribed_names()
     }
 
     /// The topic names a subscription covers now (for a pattern: the existing topics it matches).

@@ -479,13 +479,17 @@ impl GroupCoordinator {
             }
             _ => Assignment::new(),
         };
-        // A partition whose topic is gone (or no longer subscribed) has nothing to hand over:
-        // its holder drops it at its next sync.
-        state.owners.retain(|tp, _| {
-            subscribed
-                .get(&tp.topic)
-                .is_some_and(|&count| tp.partition < count)
-        });
+        // A partition whose topic is gone has nothing to hand over: its holder drops it at its
+        // next sync. (One that still exists stays owned until its holder gives it up, even when
+        // nobody subscribes to it any more.)
+        {
+            let topics = self.topics.read();
+            state.owners.retain(|tp, _| {
+                topics.get(&tp.topic).is_some_and(|t| {
+                    t.check_live().is_ok() && (tp.partition as usize) < t.partitions.read().len()
+                })
+            });
+        }
         state.subscribed = subscribed;
         if state.members.is_empty() {
             state.assignor = None;
