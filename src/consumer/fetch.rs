@@ -34,6 +34,9 @@ pub(super) struct Assigned {
     pub paused: bool,
     /// Whole batches fetched and not yet returned (invariant 3).
     buffer: Bytes,
+    /// The whole buffer of the last read; once the records returned from it are dropped, the
+    /// next read reuses its allocation instead of faulting in a new one.
+    last_read: Bytes,
 }
 
 impl Assigned {
@@ -45,6 +48,7 @@ impl Assigned {
             position: None,
             paused: false,
             buffer: Bytes::new(),
+            last_read: Bytes::new(),
         }
     }
 
@@ -107,8 +111,13 @@ impl Assigned {
             }
             let max_bytes = ctx.partition_bytes.min(ctx.bytes_left);
             let mut tries = 0;
+            let mut spare = std::mem::take(&mut self.last_read).try_into_mut().ok();
             let data = loop {
-                match self.partition.log.read(position, max_bytes) {
+                match self
+                    .partition
+                    .log
+                    .read_reusing(position, max_bytes, &mut spare)
+                {
                     Ok(data) => break data,
                     Err(Error::OffsetOutOfRange {
                         offset,
@@ -127,6 +136,7 @@ impl Assigned {
                 // Compaction emptied everything from here to the end: move there.
                 position = position.max(data.next_offset());
             }
+            self.last_read = data.bytes.clone();
             self.buffer = data.bytes;
         }
         let mut rest = std::mem::take(&mut self.buffer);

@@ -547,6 +547,17 @@ impl PartitionLog {
     /// Errors: [`Error::OffsetOutOfRange`] below the log start offset or past the log end offset;
     /// [`Error::Corrupt`] if the index points into damaged bytes.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchData> {
+        self.read_reusing(offset, max_bytes, &mut None)
+    }
+
+    /// [`read`](Self::read) into `spare`'s allocation if it is large enough (a reader passes back
+    /// the buffer of its previous read once nothing refers to it any more).
+    pub(crate) fn read_reusing(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        spare: &mut Option<bytes::BytesMut>,
+    ) -> Result<FetchData> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -574,7 +585,7 @@ impl PartitionLog {
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for segment in &segments[first..] {
-            if let Some(bytes) = segment.read(offset, max_bytes, end)? {
+            if let Some(bytes) = segment.read(offset, max_bytes, end, spare)? {
                 data.bytes = bytes;
                 data.next_offset = data.offset_after_batches();
                 return Ok(data);

@@ -377,9 +377,27 @@ impl Segment {
     ///
     /// The buffer is not zero-filled first: `pread` writes straight into its spare capacity.
     pub fn read_at(&self, position: u64, len: usize) -> Result<Bytes> {
+        self.read_at_reusing(position, len, &mut None)
+    }
+
+    /// [`read_at`](Self::read_at) into `spare`'s allocation when it is large enough (taking it),
+    /// so that a reader that fetches again and again does not allocate and fault in a new
+    /// buffer each time.
+    pub fn read_at_reusing(
+        &self,
+        position: u64,
+        len: usize,
+        spare: &mut Option<BytesMut>,
+    ) -> Result<Bytes> {
         let end = self.size();
         let len = len.min(end.saturating_sub(position) as usize);
-        let mut buf = BytesMut::with_capacity(len);
+        let mut buf = match spare.take() {
+            Some(mut buf) if buf.capacity() >= len => {
+                buf.clear();
+                buf
+            }
+            _ => BytesMut::with_capacity(len),
+        };
         let fd = self.file.as_raw_fd();
         while buf.len() < len {
             let done = buf.len();
@@ -813,8 +831,15 @@ impl Segment {
 
     /// Whole batches from the first one holding an offset at least `offset`: at most `max_bytes`,
     /// but always the whole first batch, and none whose base offset is `limit` or more.
-    pub fn read(&self, offset: u64, max_bytes: usize, limit: u64) -> Result<Option<Bytes>> {
-        let buf = match self.read_hinted(offset, max_bytes, limit)? {
+    /// `spare` is an allocation to read into (see [`read_at_reusing`](Self::read_at_reusing)).
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        limit: u64,
+        spare: &mut Option<BytesMut>,
+    ) -> Result<Option<Bytes>> {
+        let buf = match self.read_hinted(offset, max_bytes, limit, spare)? {
             Hinted::Found(buf) => Some(buf),
             Hinted::PastLimit => None,
             Hinted::Unknown => {
@@ -825,7 +850,7 @@ impl Segment {
                     return Ok(None);
                 }
                 let want = max_bytes.max(first.total_len());
-                Some(self.read_at(position, want)?)
+                Some(self.read_at_reusing(position, want, spare)?)
             }
         };
         let Some(buf) = buf else {
@@ -846,11 +871,17 @@ impl Segment {
 
     /// [`read`](Self::read) with one `pread` when the hint knows where `offset`'s batch starts
     /// (a fetch at the end of the last append).
-    fn read_hinted(&self, offset: u64, max_bytes: usize, limit: u64) -> Result<Hinted> {
+    fn read_hinted(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        limit: u64,
+        spare: &mut Option<BytesMut>,
+    ) -> Result<Hinted> {
         let Some(position) = self.hinted_position(offset) else {
             return Ok(Hinted::Unknown);
         };
-        let mut buf = self.read_at(position, max_bytes.max(HEADER_LEN))?;
+        let mut buf = self.read_at_reusing(position, max_bytes.max(HEADER_LEN), spare)?;
         let Ok(first) = BatchHeader::parse(&buf) else {
             return Ok(Hinted::Unknown);
         };
