@@ -39,7 +39,7 @@
 //!
 //! [`repair`] restores these for an assignment that came from a custom assignor.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::partition::TopicPartition;
@@ -438,9 +438,10 @@ fn constrained_assign(
 }
 
 /// Subscriptions differ. Valid owned partitions stay; the others go each to the least-loaded
-/// eligible member; then partitions move, one at a time, from a member to an eligible one with at
-/// least two fewer, until no such move is left. Each move lowers the sum of squared loads, so
-/// this ends.
+/// eligible member; then partitions shift along augmenting paths (see [`Balancer`]) until no
+/// member can pass a partition, directly or through a chain of members, to one with at least
+/// two fewer. Each shift lowers the sum of squared loads, so this ends; and when it ends no
+/// sequence of moves can improve the sorted load vector.
 fn general_assign(
     group: &Group<'_>,
     all: &[TopicPartition],
@@ -456,41 +457,165 @@ fn general_assign(
             held[i].insert(tp.clone());
         }
     }
-    while let Some((tp, from, to)) = next_move(group, &held, owned) {
-        held[from].remove(&tp);
-        held[to].insert(tp);
+    let mut balancer = Balancer::new(group, held, owned);
+    while let Some(path) = balancer.improving_path() {
+        if !balancer.shift(&path) {
+            break; // unreachable (see `shift`); never loop on a path that moves nothing
+        }
     }
-    held.into_iter()
+    balancer
+        .held
+        .into_iter()
         .map(|set| set.into_iter().collect())
         .collect()
 }
 
-/// A partition to move towards balance: from the most loaded member that has one (ties by member
-/// order), preferring partitions it did not own before, to the least-loaded eligible member with
-/// at least two fewer partitions.
-fn next_move(
-    group: &Group<'_>,
-    held: &[BTreeSet<TopicPartition>],
-    owned: &[Vec<TopicPartition>],
-) -> Option<(TopicPartition, usize, usize)> {
-    let mut donors: Vec<usize> = (0..held.len()).collect();
-    donors.sort_by_key(|&i| (Reverse(held[i].len()), i));
-    for from in donors {
-        let load = held[from].len();
-        let (fresh, kept): (Vec<&TopicPartition>, Vec<&TopicPartition>) = held[from]
+/// One step of an augmenting path: `from` passes a partition of topic index `topic` to `to`.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    from: usize,
+    to: usize,
+    topic: usize,
+}
+
+/// Balances loads along augmenting paths. Member `a` can pass a partition to member `b` when
+/// `a` holds a partition of a topic `b` subscribes to. A path from a member of load `h` to one
+/// of load at most `h - 2` moves one partition along each of its edges: only its ends change
+/// load. When no such path exists the load vector is optimal (a semi-matching with no
+/// cost-reducing path, Harvey et al.): no reassignment makes its sorted loads smaller.
+struct Balancer<'g> {
+    owned: &'g [Vec<TopicPartition>],
+    /// Topic names, sorted; topics are referred to by index into this.
+    topics: Vec<&'g str>,
+    /// `subscribers[t]`: the members subscribed to topic `t`, in member order.
+    subscribers: Vec<Vec<usize>>,
+    held: Vec<BTreeSet<TopicPartition>>,
+    /// `per_topic[i][t]`: how many partitions of topic `t` member `i` holds.
+    per_topic: Vec<Vec<usize>>,
+}
+
+impl<'g> Balancer<'g> {
+    fn new(
+        group: &'g Group<'_>,
+        held: Vec<BTreeSet<TopicPartition>>,
+        owned: &'g [Vec<TopicPartition>],
+    ) -> Self {
+        let topics: Vec<&str> = group.partitions.keys().map(String::as_str).collect();
+        let subscribers = topics
             .iter()
-            .partition(|tp| owned[from].binary_search(tp).is_err());
-        for tp in fresh.into_iter().chain(kept) {
-            let target = group
-                .eligible(&tp.topic)
-                .filter(|&j| held[j].len() + 2 <= load)
-                .min_by_key(|&j| (held[j].len(), j));
-            if let Some(to) = target {
-                return Some((tp.clone(), from, to));
-            }
+            .map(|topic| group.eligible(topic).collect())
+            .collect();
+        let per_topic = held
+            .iter()
+            .map(|set| {
+                let mut counts = vec![0; topics.len()];
+                for tp in set {
+                    if let Ok(t) = topics.binary_search(&tp.topic.as_str()) {
+                        counts[t] += 1;
+                    }
+                }
+                counts
+            })
+            .collect();
+        Balancer {
+            owned,
+            topics,
+            subscribers,
+            held,
+            per_topic,
         }
     }
-    None
+
+    fn load(&self, member: usize) -> usize {
+        self.held[member].len()
+    }
+
+    /// An improving path, its steps from the last to the first: from the highest load that
+    /// has one, the shortest, then to the least-loaded end, ties by member order.
+    fn improving_path(&self) -> Option<Vec<Step>> {
+        let loads: BTreeSet<usize> = (0..self.held.len()).map(|i| self.load(i)).collect();
+        let lowest = *loads.first()?;
+        loads
+            .iter()
+            .rev()
+            .take_while(|&&h| h >= lowest + 2)
+            .find_map(|&h| self.path_from_load(h))
+    }
+
+    /// Breadth-first search from every member of load `h` at once for a member of load at most
+    /// `h - 2`. A topic's subscribers are all reached the first time any reached member holding
+    /// one of its partitions is expanded, so each topic is expanded once.
+    fn path_from_load(&self, h: usize) -> Option<Vec<Step>> {
+        let n = self.held.len();
+        let mut dist = vec![usize::MAX; n];
+        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
+        let mut expanded = vec![false; self.topics.len()];
+        let mut queue = std::collections::VecDeque::new();
+        for i in (0..n).filter(|&i| self.load(i) == h) {
+            dist[i] = 0;
+            queue.push_back(i);
+        }
+        let mut best: Option<(usize, usize, usize)> = None;
+        while let Some(a) = queue.pop_front() {
+            if best.is_some_and(|(d, _, _)| dist[a] >= d) {
+                break;
+            }
+            for (t, &count) in self.per_topic[a].iter().enumerate() {
+                if count == 0 || std::mem::replace(&mut expanded[t], true) {
+                    continue;
+                }
+                for &b in &self.subscribers[t] {
+                    if dist[b] != usize::MAX {
+                        continue;
+                    }
+                    dist[b] = dist[a] + 1;
+                    parent[b] = Some((a, t));
+                    queue.push_back(b);
+                    let candidate = (dist[b], self.load(b), b);
+                    if self.load(b) + 2 <= h && best.is_none_or(|best| candidate < best) {
+                        best = Some(candidate);
+                    }
+                }
+            }
+        }
+        let (_, _, mut to) = best?;
+        let mut steps = Vec::new();
+        while let Some((from, topic)) = parent[to] {
+            steps.push(Step { from, to, topic });
+            to = from;
+        }
+        Some(steps)
+    }
+
+    /// Shifts one partition along each step, last step first so that no member passes on the
+    /// partition it has just been given. Each member passes, of the topic's partitions it
+    /// holds, preferably one the receiver owned before, else one it did not own itself, ties
+    /// by partition order.
+    /// Returns whether every step moved a partition.
+    fn shift(&mut self, steps: &[Step]) -> bool {
+        for &Step { from, to, topic } in steps {
+            let name = self.topics[topic];
+            let range = TopicPartition::new(name, 0)..=TopicPartition::new(name, u32::MAX);
+            let tp = self.held[from]
+                .range(range)
+                .min_by_key(|tp| {
+                    (
+                        self.owned[to].binary_search(tp).is_err(),
+                        self.owned[from].binary_search(tp).is_ok(),
+                        *tp,
+                    )
+                })
+                .cloned();
+            // The search only steps from a member holding some of the topic, and each member
+            // gives before it receives, so there is always one.
+            let Some(tp) = tp else { return false };
+            self.held[from].remove(&tp);
+            self.held[to].insert(tp);
+            self.per_topic[from][topic] -= 1;
+            self.per_topic[to][topic] += 1;
+        }
+        true
+    }
 }
 
 #[cfg(test)]

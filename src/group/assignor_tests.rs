@@ -232,6 +232,107 @@ fn sticky_balances_differing_subscriptions() {
     assert_eq!(second["C2"], first["C2"]);
 }
 
+/// Half the members subscribe to twenty topics, half to ten of them: balancing needs chains
+/// of moves, through the heavy members, from the shared topics to the others.
+#[test]
+fn sticky_balances_through_chains_of_moves() {
+    let names: Vec<String> = (0..20).map(|t| format!("topic{t:02}")).collect();
+    let partitions: BTreeMap<String, u32> = names.iter().map(|t| (t.clone(), 100)).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let members: Vec<MemberSubscription> = (0..100)
+        .map(|i| {
+            let topics = if i % 2 == 0 { &all[..] } else { &all[..10] };
+            member(&format!("member{i:03}"), topics)
+        })
+        .collect();
+    for assignor in [&StickyAssignor as &dyn Assignor, &CooperativeStickyAssignor] {
+        let started = std::time::Instant::now();
+        let assignment = assignor.assign(&partitions, &members);
+        let elapsed = started.elapsed();
+        assert_eq!(check_contract(&partitions, &members, &assignment), Ok(()));
+        assert!(sizes(&assignment).iter().all(|&n| n == 20), "{assignor:?}");
+        assert_eq!(improving_path(&members, &assignment), None);
+        eprintln!("{assignor:?}: 100 members, 2000 partitions in {elapsed:?}");
+    }
+}
+
+/// The same group, stuck where single moves cannot help: 25 members of twenty topics own 21
+/// partitions of the ten topics the others lack, 25 own 19 of those and one shared partition,
+/// and the members of the ten shared topics own 19 or 20. Reaching 20 each needs chains
+/// through the members at 20; the fewest partitions that can move is 50.
+#[test]
+fn sticky_balances_owned_partitions_through_chains_of_moves() {
+    let names: Vec<String> = (0..20).map(|t| format!("topic{t:02}")).collect();
+    let partitions: BTreeMap<String, u32> = names.iter().map(|t| (t.clone(), 100)).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut exclusive = names[10..]
+        .iter()
+        .flat_map(|t| (0..100).map(move |p| tp(t, p)));
+    let mut shared = names[..10]
+        .iter()
+        .flat_map(|t| (0..100).map(move |p| tp(t, p)));
+    let members: Vec<MemberSubscription> = (0..100)
+        .map(|i| {
+            let heavy = i < 50;
+            let topics = if heavy { &all[..] } else { &all[..10] };
+            let mut m = member(&format!("member{i:03}"), topics);
+            m.owned_partitions = match i {
+                0..25 => exclusive.by_ref().take(21).collect(),
+                25..50 => exclusive.by_ref().take(19).chain(shared.next()).collect(),
+                50..75 => shared.by_ref().take(19).collect(),
+                _ => shared.by_ref().take(20).collect(),
+            };
+            m
+        })
+        .collect();
+    assert!(exclusive.next().is_none() && shared.next().is_none());
+    let before: Assignment = members
+        .iter()
+        .map(|m| (m.member_id.clone(), m.owned_partitions.clone()))
+        .collect();
+    for assignor in [&StickyAssignor as &dyn Assignor, &CooperativeStickyAssignor] {
+        let assignment = assignor.assign(&partitions, &members);
+        assert_eq!(check_contract(&partitions, &members, &assignment), Ok(()));
+        assert!(sizes(&assignment).iter().all(|&n| n == 20), "{assignor:?}");
+        assert_eq!(improving_path(&members, &assignment), None);
+        assert_eq!(2000 - kept(&before, &assignment), 50, "{assignor:?}");
+    }
+}
+
+/// A pair of members `(a, b)` with `a` holding at least two more partitions than `b` and a
+/// chain of members from `a` to `b`, each holding a partition of a topic the next subscribes
+/// to; `None` when there is none, that is when no sequence of moves improves the balance.
+fn improving_path(
+    members: &[MemberSubscription],
+    assignment: &Assignment,
+) -> Option<(String, String)> {
+    let load = |m: &MemberSubscription| assignment[&m.member_id].len();
+    let passes_to = |a: &MemberSubscription, b: &MemberSubscription| {
+        assignment[&a.member_id]
+            .iter()
+            .any(|p| b.topics.contains(&p.topic))
+    };
+    for (i, a) in members.iter().enumerate() {
+        let mut reached = vec![false; members.len()];
+        reached[i] = true;
+        let mut queue = std::collections::VecDeque::from([i]);
+        while let Some(x) = queue.pop_front() {
+            for (y, b) in members.iter().enumerate() {
+                if !reached[y] && passes_to(&members[x], b) {
+                    reached[y] = true;
+                    queue.push_back(y);
+                }
+            }
+        }
+        for (y, b) in members.iter().enumerate() {
+            if reached[y] && load(b) + 2 <= load(a) {
+                return Some((a.member_id.clone(), b.member_id.clone()));
+            }
+        }
+    }
+    None
+}
+
 #[test]
 fn sticky_ignores_invalid_and_contested_owned_partitions() {
     let partitions = counts(&[("t0", 2), ("t1", 2)]);
@@ -501,6 +602,14 @@ proptest! {
                     prop_assert!(to_load + 2 > from_load, "{p} could move from {a} to {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sticky_general_leaves_no_improving_path((partitions, members) in group_input(false, 1)) {
+        for assignor in [&StickyAssignor as &dyn Assignor, &CooperativeStickyAssignor] {
+            let assignment = assignor.assign(&partitions, &members);
+            prop_assert_eq!(improving_path(&members, &assignment), None, "{:?}", assignment);
         }
     }
 
