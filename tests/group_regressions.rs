@@ -308,3 +308,55 @@ fn a_rejoin_inside_a_long_poll_is_not_expired_again() {
     println!("generations during one 3 s poll: {}", g1 - g0);
     assert!(g1 - g0 <= 2);
 }
+
+/// Time in a rebalance listener counts as processing, as in Kafka: a callback slower than
+/// `max_poll_interval` gets the member removed (it then loses its partitions and rejoins).
+#[test]
+fn a_listener_slower_than_max_poll_interval_gets_the_member_removed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct Slow {
+        assigned: Arc<AtomicUsize>,
+        lost: Arc<AtomicUsize>,
+    }
+    impl RebalanceListener for Slow {
+        fn on_partitions_assigned(&mut self, _: &mut Consumer, partitions: &[TopicPartition]) {
+            if !partitions.is_empty() && self.assigned.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(800));
+            }
+        }
+        fn on_partitions_lost(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open_with(dir.path(), bcfg()).unwrap();
+    broker.create_topic("t", 1).unwrap();
+    let (assigned, lost) = (Arc::default(), Arc::<AtomicUsize>::default());
+    let mut c = broker
+        .consumer(member("g").max_poll_interval(Duration::from_millis(300)))
+        .unwrap();
+    c.set_rebalance_listener(Slow {
+        assigned: Arc::clone(&assigned),
+        lost: Arc::clone(&lost),
+    });
+    c.subscribe(&["t"]).unwrap();
+    let first = c.group_metadata().unwrap().member_id;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lost.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        c.poll(Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!(
+        lost.load(Ordering::SeqCst),
+        1,
+        "the slow member was never removed"
+    );
+    // It joined again as a new member and gets the partition back.
+    while c.assignment().is_empty() && Instant::now() < deadline {
+        c.poll(Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!(c.assignment(), vec![tp("t", 0)]);
+    assert_ne!(c.group_metadata().unwrap().member_id, first);
+}

@@ -184,7 +184,8 @@ impl ConsumerConfig {
 
     /// Longest time a member may spend between polls before the group removes it and gives its
     /// partitions to others (`max.poll.interval.ms`). Default 5 minutes. Time spent waiting
-    /// inside `poll` does not count. A removed consumer's commits fail with
+    /// inside `poll` does not count; time in a [`RebalanceListener`](crate::RebalanceListener)
+    /// callback does, as in Kafka. A removed consumer's commits fail with
     /// [`Error::Fenced`]; its next poll joins the group again as a new member.
     #[must_use]
     pub fn max_poll_interval(mut self, interval: Duration) -> Self {

@@ -415,6 +415,14 @@ impl Consumer {
             return;
         };
         self.in_listener = true;
+        // As in Kafka, time in a callback is processing time, not time in poll: a listener that
+        // runs longer than `max_poll_interval` gets the member removed.
+        let timed = self.polling;
+        if timed {
+            if let Some(m) = &self.group {
+                m.liveness.exit_poll();
+            }
+        }
         // A panicking listener must not leave the consumer thinking it is still inside one.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match callback {
             Callback::Revoked => listener.on_partitions_revoked(self, partitions),
@@ -422,6 +430,11 @@ impl Consumer {
             Callback::Lost => listener.on_partitions_lost(self, partitions),
         }));
         self.in_listener = false;
+        if timed {
+            if let Some(m) = &self.group {
+                m.liveness.enter_poll();
+            }
+        }
         *self.listener.get_mut() = Some(listener);
         if let Err(panic) = outcome {
             std::panic::resume_unwind(panic);

@@ -122,6 +122,8 @@ pub struct Consumer {
     listener: parking_lot::Mutex<Option<Box<dyn RebalanceListener>>>,
     /// Set while a rebalance listener runs (it must not poll).
     in_listener: bool,
+    /// Set while `poll` runs (a listener called from it counts as time outside poll).
+    polling: bool,
     /// Why the group fenced this consumer off for good (its instance id was taken over).
     fenced: Option<String>,
     next_auto_commit: Instant,
@@ -187,6 +189,7 @@ impl Consumer {
             group: None,
             listener: parking_lot::Mutex::new(None),
             in_listener: false,
+            polling: false,
             fenced: None,
             next_auto_commit,
             closed: false,
@@ -621,8 +624,10 @@ impl Consumer {
         }
         // A panic in a listener called from the poll must not leave the member "inside poll"
         // for ever (it would never be removed for not polling).
+        self.polling = true;
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.poll_inner(timeout)));
+        self.polling = false;
         if let Some(m) = &self.group {
             m.liveness.exit_poll();
         }
