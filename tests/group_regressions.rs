@@ -202,92 +202,66 @@ fn a_deleted_group_stays_deleted_after_restart() {
     assert!(broker.list_groups().is_empty());
 }
 
-/// Loading commits crosses compacted batches at a read boundary.
-#[test]
-fn loading_crosses_trimmed_batches_at_read_boundaries() {
+/// Commits, for `i` in `1..n`, offset `i` of partition `t-i` (with `metadata`) together with
+/// offset `i` of `t-0` in one call, compacts `__consumer_offsets`, reopens the directory and
+/// checks that every committed offset of `t-0..t-n` survived.
+fn commit_compact_reopen(config: &dyn Fn() -> BrokerConfig, n: u32, metadata: &str, sync: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let n = 400u32;
     {
-        let broker = Broker::open_with(dir.path(), bcfg()).unwrap();
+        let broker = Broker::open_with(dir.path(), config()).unwrap();
         broker.create_topic("t", n).unwrap();
         let mut c = broker.consumer(member("g")).unwrap();
         c.assign(&[tp("t", 0)]).unwrap();
-        let meta = "m".repeat(4000);
         for i in 1..n {
-            c.commit_async_offsets(&[
+            let offsets = [
                 (
                     tp("t", i),
-                    OffsetAndMetadata::new(u64::from(i)).with_metadata(meta.clone()),
+                    OffsetAndMetadata::new(u64::from(i)).with_metadata(metadata),
                 ),
                 (tp("t", 0), OffsetAndMetadata::new(u64::from(i))),
-            ])
-            .unwrap();
+            ];
+            if sync {
+                c.commit_sync_offsets(&offsets).unwrap();
+            } else {
+                c.commit_async_offsets(&offsets).unwrap();
+            }
         }
         let p = broker.partition("__consumer_offsets", 0).unwrap();
         let log = p.log().unwrap();
         log.flush().unwrap();
         log.roll_now().unwrap();
         println!("removed {}", log.compact_at(0).unwrap());
-        drop(c);
     }
-    let broker = Broker::open_with(dir.path(), bcfg()).unwrap();
+    let broker = Broker::open_with(dir.path(), config()).unwrap();
     let c = broker.consumer(member("g")).unwrap();
     let all: Vec<_> = (0..n).map(|i| tp("t", i)).collect();
     let got = c.committed(&all).unwrap();
     let missing: Vec<u32> = (0..n).filter(|&i| got[i as usize].is_none()).collect();
-    println!(
-        "missing {} of {}: first {:?}; t-0 = {:?}",
-        missing.len(),
-        n,
-        missing.first(),
-        got[0]
+    assert!(
+        missing.is_empty(),
+        "{} of {n} commits missing: {missing:?}",
+        missing.len()
     );
-    assert!(missing.is_empty());
+    assert_eq!(got[0].as_ref().map(|c| c.offset), Some(u64::from(n - 1)));
+}
+
+/// Loading commits crosses compacted batches at a read boundary.
+#[test]
+fn loading_crosses_trimmed_batches_at_read_boundaries() {
+    commit_compact_reopen(&bcfg, 400, &"m".repeat(4000), false);
 }
 
 /// Loading commits crosses a compacted batch that ends a segment.
 #[test]
 fn loading_crosses_a_trimmed_batch_ending_a_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = 60u32;
-    let cfg = || {
+    let config = || {
         bcfg().offsets_topic_config(
             LogConfig::default()
                 .segment_bytes(1024)
                 .durability(Durability::None),
         )
     };
-    {
-        let broker = Broker::open_with(dir.path(), cfg()).unwrap();
-        broker.create_topic("t", n).unwrap();
-        let mut c = broker.consumer(member("g")).unwrap();
-        c.assign(&[tp("t", 0)]).unwrap();
-        for i in 1..n {
-            c.commit_sync_offsets(&[
-                (tp("t", i), OffsetAndMetadata::new(u64::from(i))),
-                (tp("t", 0), OffsetAndMetadata::new(u64::from(i))),
-            ])
-            .unwrap();
-        }
-        let p = broker.partition("__consumer_offsets", 0).unwrap();
-        let log = p.log().unwrap();
-        log.roll_now().unwrap();
-        println!("removed {}", log.compact_at(0).unwrap());
-        drop(c);
-    }
-    let broker = Broker::open_with(dir.path(), cfg()).unwrap();
-    let c = broker.consumer(member("g")).unwrap();
-    let all: Vec<_> = (0..n).map(|i| tp("t", i)).collect();
-    let got = c.committed(&all).unwrap();
-    let missing: Vec<u32> = (0..n).filter(|&i| got[i as usize].is_none()).collect();
-    println!(
-        "missing {} of {}: first {:?}; t-0 = {:?}",
-        missing.len(),
-        n,
-        missing.first(),
-        got[0]
-    );
-    assert!(missing.is_empty() && got[0].as_ref().unwrap().offset == u64::from(n - 1));
+    commit_compact_reopen(&config, 60, "", true);
 }
 
 /// A member that rejoins inside a long poll is not removed again while it waits.
