@@ -42,6 +42,9 @@ use crate::topic::{
 /// The directory the examples use when given none.
 pub const DEFAULT_DIR: &str = "tidelog-data";
 
+/// The internal, compacted topic of connectors' source offsets (see `connect/offsets.rs`).
+pub(crate) const CONNECT_OFFSETS_TOPIC: &str = "__connect_offsets";
+
 /// Settings of an opened directory.
 ///
 /// ```
@@ -303,15 +306,15 @@ impl Broker {
         self.topic(topic)?.partition(partition)
     }
 
-    /// Names of all topics, sorted, without the internal `__consumer_offsets` (as Kafka's
-    /// `listTopics` by default; [`topic`](Self::topic) and
-    /// [`describe_topic`](Self::describe_topic) still show it).
+    /// Names of all topics, sorted, without the internal `__consumer_offsets` and
+    /// `__connect_offsets` (as Kafka's `listTopics` by default; [`topic`](Self::topic) and
+    /// [`describe_topic`](Self::describe_topic) still show them).
     pub fn topics(&self) -> Vec<String> {
         self.inner
             .topics
             .read()
             .keys()
-            .filter(|name| *name != OFFSETS_TOPIC)
+            .filter(|name| *name != OFFSETS_TOPIC && *name != CONNECT_OFFSETS_TOPIC)
             .cloned()
             .collect()
     }
@@ -446,11 +449,29 @@ impl Broker {
         Ok(groups.set_offsets_logs(logs))
     }
 
+    /// The internal topic `name` (one that users cannot create by hand, such as
+    /// `__connect_offsets`), created with `partitions` and `config` if it does not exist yet.
+    pub(crate) fn internal_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: LogConfig,
+    ) -> Result<Topic> {
+        if let Ok(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        match self.create_any_topic(name, partitions, config) {
+            // Created by another thread meanwhile.
+            Err(Error::TopicExists(_)) => self.topic(name),
+            other => other,
+        }
+    }
+
     /// Changes a topic's configuration (Kafka's `alterConfigs`); applies to every partition.
     ///
-    /// `__consumer_offsets` stays compacted whatever `config` says.
+    /// `__consumer_offsets` and `__connect_offsets` stay compacted whatever `config` says.
     pub fn set_topic_config(&self, name: &str, config: LogConfig) -> Result<()> {
-        let config = if name == OFFSETS_TOPIC {
+        let config = if name == OFFSETS_TOPIC || name == CONNECT_OFFSETS_TOPIC {
             config.cleanup_policy(CleanupPolicy::Compact)
         } else {
             config
@@ -535,6 +556,12 @@ fn spawn_background(
 }
 
 fn refuse_internal(name: &str, what: &str) -> Result<()> {
+    if name == CONNECT_OFFSETS_TOPIC {
+        return Err(Error::InvalidArgument(format!(
+            "`{CONNECT_OFFSETS_TOPIC}` is the internal topic of connectors' source offsets and \
+             cannot be created, deleted or grown by hand"
+        )));
+    }
     if name == OFFSETS_TOPIC {
         return Err(Error::InvalidArgument(format!(
             "`{OFFSETS_TOPIC}` is the internal topic of committed offsets and cannot be {what}"

@@ -275,6 +275,35 @@ impl Deserializer<Vec<u8>> for BytesCodec {
     }
 }
 
+/// 64-bit signed integers as 8 big-endian bytes: the same bytes as Kafka's `LongSerializer`,
+/// so counts written by a Streams application read as Kafka's `Serdes.Long()` does. Decoding
+/// refuses any length other than 8.
+///
+/// ```
+/// use tidelog::{Deserializer, LongCodec, Serializer};
+/// let bytes = LongCodec.encode(&-2)?;
+/// assert_eq!(&bytes[..], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
+/// assert_eq!(Deserializer::<i64>::decode(&LongCodec, &bytes)?, -2);
+/// # Ok::<(), tidelog::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LongCodec;
+
+impl Serializer<i64> for LongCodec {
+    fn encode(&self, value: &i64) -> Result<Bytes, CodecError> {
+        Ok(Bytes::copy_from_slice(&value.to_be_bytes()))
+    }
+}
+
+impl Deserializer<i64> for LongCodec {
+    fn decode(&self, bytes: &Bytes) -> Result<i64, CodecError> {
+        let raw: [u8; 8] = bytes[..].try_into().map_err(|_| {
+            CodecError::decode("long", format!("expected 8 bytes, got {}", bytes.len()))
+        })?;
+        Ok(i64::from_be_bytes(raw))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

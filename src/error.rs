@@ -6,11 +6,13 @@
 //!   [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::TopicExists`],
 //!   [`Error::InvalidTopicName`],
 //!   [`Error::OffsetOutOfRange`], [`Error::RecordTooLarge`], [`Error::MissingKey`],
-//!   [`Error::NoOffsetForPartition`], [`Error::PositionOutOfRange`], [`Error::Codec`];
+//!   [`Error::NoOffsetForPartition`], [`Error::PositionOutOfRange`], [`Error::Codec`],
+//!   [`Error::ConnectorConfig`], [`Error::UnknownConnector`], [`Error::ConnectorExists`];
 //! * **damaged data** — the bytes on disk or on the wire are not what was written:
 //!   [`Error::InvalidBatch`], [`Error::ChecksumMismatch`], [`Error::Corrupt`],
 //!   [`Error::UnsupportedCompression`];
-//! * **environment** — retry or repair the machine: [`Error::Io`], [`Error::DirectoryLocked`];
+//! * **environment** — retry or repair the machine: [`Error::Io`], [`Error::DirectoryLocked`],
+//!   [`Error::External`] (a database a connector talks to);
 //! * **state** — the handle can no longer be used, or a consumer group moved on without it:
 //!   [`Error::Closed`], [`Error::Failed`], [`Error::Fenced`], [`Error::UnknownGroup`],
 //!   [`Error::GroupNotEmpty`].
@@ -188,6 +190,37 @@ pub enum Error {
         members: usize,
     },
 
+    /// A connector's configuration is refused (Kafka Connect's `ConfigException`): a required
+    /// key is missing, a value does not parse or is out of range. `key` is the setting's name as
+    /// written in the config (`tasks.max`, `file`, `transforms.route.regex`, ...).
+    #[error("connector `{connector}`: invalid config `{key}`: {reason}")]
+    ConnectorConfig {
+        /// The connector's name.
+        connector: String,
+        /// The offending setting.
+        key: String,
+        /// Why it was refused and what is allowed.
+        reason: String,
+    },
+
+    /// No connector of that name runs in this [`Connect`](crate::Connect) runtime.
+    #[error("unknown connector `{0}`")]
+    UnknownConnector(String),
+
+    /// A connector of that name runs already; stop it first.
+    #[error("connector `{0}` already exists")]
+    ConnectorExists(String),
+
+    /// An outside system a connector talks to (`SQLite`, `PostgreSQL`) refused an operation; the
+    /// message is that system's.
+    #[error("{system}: {reason}")]
+    External {
+        /// The system: `"sqlite"`, `"postgres"`.
+        system: &'static str,
+        /// What it said, with what the connector was doing.
+        reason: String,
+    },
+
     /// A consumer-group operation was refused because the member no longer has the right to it:
     /// it was removed from the group (it did not poll within `max_poll_interval`, or its session
     /// timed out), another consumer took over its `group_instance_id`, a commit came from an
@@ -202,6 +235,17 @@ pub enum Error {
         /// What happened, naming the member and generation.
         reason: String,
     },
+
+    /// A Streams topology cannot run as built: a source topic that does not exist, joined or
+    /// co-partitioned topics with different partition counts, a cycle through topics, a missing
+    /// codec, a store name used twice. The message names the node, topic or store.
+    #[error("invalid topology: {0}")]
+    InvalidTopology(String),
+
+    /// A Streams application stopped processing because of an error in a record's processing
+    /// (a user function panicked, a store or a send failed); the message says which task and why.
+    #[error("stream processing failed: {0}")]
+    StreamsFailed(String),
 
     /// The handle was closed.
     #[error("the log is closed")]

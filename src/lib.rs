@@ -41,6 +41,7 @@
 mod batch;
 mod broker;
 mod codec;
+mod connect;
 mod consumer;
 mod error;
 mod group;
@@ -48,6 +49,7 @@ mod partition;
 mod producer;
 mod record;
 mod storage;
+mod streams;
 mod topic;
 
 pub use crate::batch::{BatchHeader, Compression, RecordBatch, Records, TimestampType};
@@ -55,8 +57,23 @@ pub use crate::broker::{Broker, BrokerConfig, DEFAULT_DIR};
 #[cfg(feature = "json")]
 pub use crate::codec::JsonCodec;
 pub use crate::codec::{
-    BincodeCodec, BytesCodec, CodecError, Deserializer, Serializer, StringCodec,
+    BincodeCodec, BytesCodec, CodecError, Deserializer, LongCodec, Serializer, StringCodec,
 };
+pub use crate::connect::{
+    BytesConverter, Conditional, Connect, ConnectConfig, ConnectData, ConnectRecord,
+    ConnectorConfig, ConnectorKind, ConnectorState, ConnectorStatus, Converter, ErrorTolerance,
+    FieldTarget, FileStreamSinkConnector, FileStreamSinkTask, FileStreamSourceConnector,
+    FileStreamSourceTask, Filter, InsertField, JsonConverter, Predicate, RegexRouter,
+    ReplaceField, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, SourceConnector,
+    SourceRecord, SourceTask, SourceTaskContext, StringConverter, TaskStatus, Transform,
+    ERROR_HEADER_CLASS, ERROR_HEADER_CONNECTOR, ERROR_HEADER_EXCEPTION, ERROR_HEADER_MESSAGE,
+    ERROR_HEADER_OFFSET, ERROR_HEADER_PARTITION, ERROR_HEADER_STACKTRACE, ERROR_HEADER_STAGE,
+    ERROR_HEADER_TASK, ERROR_HEADER_TOPIC,
+};
+#[cfg(feature = "postgres")]
+pub use crate::connect::{PostgresSinkConnector, PostgresSourceConnector};
+#[cfg(feature = "sqlite")]
+pub use crate::connect::{SqliteSinkConnector, SqliteSourceConnector};
 pub use crate::consumer::{
     Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerIter, ConsumerRecord, ConsumerRecords,
     DecodeError, OffsetReset, RebalanceListener, RecordField, TypedConsumer, TypedRecord,
@@ -81,6 +98,21 @@ pub use crate::storage::{
     AppendInfo, CleanupPolicy, Durability, FetchData, LogConfig, MaintenanceReport, PartitionLog,
     RecoveryMode,
 };
+pub use crate::streams::builder::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+pub use crate::streams::codec::Codec;
+pub use crate::streams::config::{ProcessingGuarantee, StreamsConfig};
+pub use crate::streams::context::{RecordMetadata as StreamRecordMetadata, TaskId, TaskMetrics};
+pub use crate::streams::driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+pub use crate::streams::grouped::KGroupedStream;
+pub use crate::streams::kstream::{KStream, Repartitioned};
+pub use crate::streams::ktable::KTable;
+pub use crate::streams::node::Data;
+pub use crate::streams::processor::{
+    Cancellable, Processor, ProcessorContext, PunctuationType, StreamRecord,
+};
+pub use crate::streams::store::{KeyValueStore, ReadOnlyKeyValueStore, StoreBuilder};
+pub use crate::streams::runtime::{Streams, StreamsState};
+pub use crate::streams::topology::Topology;
 pub use crate::topic::{
     validate_topic_name, PartitionDescription, Topic, TopicDescription, MAX_TOPIC_NAME_LEN,
 };

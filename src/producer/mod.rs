@@ -175,6 +175,11 @@ impl SendFuture {
         self.batch.partition
     }
 
+    /// Whether `other` is a record of the same batch (they share one outcome).
+    pub(crate) fn same_batch(&self, other: &SendFuture) -> bool {
+        Arc::ptr_eq(&self.batch, &other.batch)
+    }
+
     /// Whether the outcome is known.
     pub fn is_done(&self) -> bool {
         self.batch.is_done()

@@ -1,0 +1,2 @@
+//! Connector benches (being written).
+fn main() {}

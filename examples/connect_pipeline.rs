@@ -1,0 +1,2 @@
+//! Connector pipeline example (being written).
+fn main() {}

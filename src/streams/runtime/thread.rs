@@ -1,0 +1,433 @@
+//! A stream thread: one consumer-group member that polls its tasks' partitions, runs the
+//! records through the tasks, sends what they produce, punctuates, and commits.
+//!
+//! Tasks are created when the group gives the thread a partition of them (restoring their
+//! stores first) and closed when it takes the partitions away: the rebalance listener commits
+//! the task's work (the at-least-once commit of the module docs) before the partitions go,
+//! so the next owner starts exactly after the last processed record and finds a snapshot and
+//! changelog that hold everything up to there.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecords, OffsetReset, RebalanceListener};
+use crate::error::{Error, Result};
+use crate::group::offsets::OffsetAndMetadata;
+use crate::partition::TopicPartition;
+use crate::producer::{ProducerRecord, SendFuture};
+use crate::streams::context::{TaskId, TaskMetrics};
+use crate::streams::runtime::assignor::StreamsAssignor;
+use crate::streams::runtime::restore::{restore, snapshot_path};
+use crate::streams::runtime::Shared;
+use crate::streams::store::snapshot;
+use crate::streams::task::Task;
+use crate::streams::topology::RawRecord;
+
+/// A store is snapshotted when its changelog grew by more than this many records, or by more
+/// than the store's size, since the last snapshot: restoring then replays at most that much,
+/// and snapshot writing costs at most about one entry per changelog record.
+const SNAPSHOT_MIN_RECORDS: u64 = 10_000;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A task as a stream thread runs it.
+struct Running {
+    task: Task,
+    /// Next offset to commit per input partition (one past the last processed record).
+    processed: HashMap<TopicPartition, u64>,
+    /// Whether `processed` moved since the last commit.
+    uncommitted: bool,
+    /// Changelog end offset at the last snapshot of each logged store (by store index).
+    snapshotted: Vec<u64>,
+}
+
+/// The tasks of one stream thread; shared by its loop and its rebalance listener (both run
+/// on the thread, so the lock is never contended).
+pub(crate) struct TaskManager {
+    shared: Arc<Shared>,
+    thread: usize,
+    tasks: HashMap<TaskId, Running>,
+    /// Outcomes of sends not known yet, one per producer batch.
+    in_flight: VecDeque<SendFuture>,
+    /// Counters of tasks closed since the start, kept for `Streams::metrics`.
+    closed_metrics: TaskMetrics,
+}
+
+impl TaskManager {
+    pub(crate) fn new(shared: Arc<Shared>, thread: usize) -> Self {
+        TaskManager {
+            shared,
+            thread,
+            tasks: HashMap::new(),
+            in_flight: VecDeque::new(),
+            closed_metrics: TaskMetrics::default(),
+        }
+    }
+
+    fn create(&mut self, id: TaskId) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let application_id: Arc<str> = Arc::from(shared.config.application_id.as_str());
+        let mut use_snapshots = true;
+        loop {
+            let task = Task::new(
+                &shared.topology.inner,
+                id,
+                Arc::clone(&application_id),
+                now_ms(),
+                shared.config.skip_undecodable_records,
+            )?;
+            let mut snapshotted = Vec::new();
+            let mut fits = true;
+            for (store, topic) in task.changelogs() {
+                let path = snapshot_path(&shared.state_dir, &application_id, id, store.name());
+                let changelog = TopicPartition::new(&**topic, id.partition);
+                match restore(
+                    &shared.broker,
+                    store,
+                    &changelog,
+                    use_snapshots.then_some(path.as_path()),
+                )? {
+                    Some(restored) => snapshotted.push(
+                        // Without a snapshot, the first commit should write one if the
+                        // changelog was long.
+                        if restored.replayed > SNAPSHOT_MIN_RECORDS {
+                            0
+                        } else {
+                            restored.changelog_end
+                        },
+                    ),
+                    None => {
+                        fits = false;
+                        break;
+                    }
+                }
+            }
+            if !fits {
+                // A snapshot from a changelog that no longer exists: rebuild from the log.
+                use_snapshots = false;
+                continue;
+            }
+            shared.register_task(id, &task.stores);
+            self.tasks.insert(
+                id,
+                Running {
+                    task,
+                    processed: HashMap::new(),
+                    uncommitted: false,
+                    snapshotted,
+                },
+            );
+            return Ok(());
+        }
+    }
+
+    /// Runs a poll's records through their tasks and sends what they produce.
+    pub(crate) fn process(&mut self, records: ConsumerRecords) -> Result<()> {
+        for record in records {
+            let tp = TopicPartition::new(&*record.topic, record.partition);
+            let Some(id) = self.shared.layout.task_of(&tp) else {
+                continue;
+            };
+            let Some(running) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            running.task.process(
+                &record.topic,
+                record.partition,
+                record.offset,
+                RawRecord {
+                    key: record.key,
+                    value: record.value,
+                    timestamp: record.timestamp,
+                    headers: record.headers,
+                },
+            )?;
+            running.processed.insert(tp, record.offset + 1);
+            running.uncommitted = true;
+        }
+        self.send_outboxes()
+    }
+
+    /// Fires wall-clock punctuations.
+    pub(crate) fn punctuate(&mut self) -> Result<()> {
+        let now = now_ms();
+        for running in self.tasks.values_mut() {
+            running.task.punctuate_wall_clock(now)?;
+        }
+        self.send_outboxes()
+    }
+
+    pub(crate) fn commit_requested(&mut self) -> bool {
+        self.tasks
+            .values_mut()
+            .any(|r| std::mem::take(&mut r.task.ctx.commit_requested))
+    }
+
+    fn send_outboxes(&mut self) -> Result<()> {
+        for running in self.tasks.values_mut() {
+            for out in running.task.take_outbox() {
+                let mut record = ProducerRecord::new(out.topic.to_string(), bytes::Bytes::new())
+                    .value(out.value)
+                    .timestamp(out.timestamp)
+                    .headers(out.headers);
+                if let Some(key) = out.key {
+                    record = record.key(key);
+                }
+                if let Some(partition) = out.partition {
+                    record = record.partition(partition);
+                }
+                let future = self.shared.producer.send_async(record)?;
+                if !self.in_flight.back().is_some_and(|last| last.same_batch(&future)) {
+                    self.in_flight.push_back(future);
+                }
+            }
+        }
+        // Outcomes already known: fail on the first error, forget the successes.
+        while let Some(front) = self.in_flight.front() {
+            match front.try_result() {
+                None => break,
+                Some(Ok(_)) => {
+                    self.in_flight.pop_front();
+                }
+                Some(Err(e)) => return Err(send_failed(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The at-least-once commit of `ids` (all tasks if `None`): flush stores and producer,
+    /// snapshot where due (always if `closing`), then commit the input offsets.
+    pub(crate) fn commit(
+        &mut self,
+        consumer: &mut Consumer,
+        ids: Option<&HashSet<TaskId>>,
+        closing: bool,
+    ) -> Result<()> {
+        let selected = |id: &TaskId| ids.is_none_or(|ids| ids.contains(id));
+        for (id, running) in &mut self.tasks {
+            if selected(id) {
+                running.task.flush_stores();
+            }
+        }
+        self.send_outboxes()?;
+        self.shared.producer.flush()?;
+        for future in self.in_flight.drain(..) {
+            if let Some(Err(e)) = future.try_result() {
+                return Err(send_failed(&e));
+            }
+        }
+        let mut offsets = Vec::new();
+        for (id, running) in &mut self.tasks {
+            if !selected(id) {
+                continue;
+            }
+            for (i, (store, topic)) in running.task.changelogs().iter().enumerate() {
+                let end = self
+                    .shared
+                    .broker
+                    .partition(topic, id.partition)?
+                    .log_end_offset();
+                let grown = end.saturating_sub(running.snapshotted[i]);
+                let due = grown > SNAPSHOT_MIN_RECORDS.max(store.len() as u64);
+                if (closing && grown > 0) || due {
+                    let path = snapshot_path(
+                        &self.shared.state_dir,
+                        &self.shared.config.application_id,
+                        *id,
+                        store.name(),
+                    );
+                    snapshot::write(&path, &**store, end)?;
+                    running.snapshotted[i] = end;
+                }
+            }
+            if running.uncommitted {
+                offsets.extend(
+                    running
+                        .processed
+                        .iter()
+                        .map(|(tp, &next)| (tp.clone(), OffsetAndMetadata::new(next))),
+                );
+                running.uncommitted = false;
+            }
+        }
+        if !offsets.is_empty() {
+            consumer.commit_sync_offsets(&offsets)?;
+        }
+        Ok(())
+    }
+
+    /// Commits and closes the tasks that own any of `partitions` (`commit` false when the
+    /// partitions were lost: another member may own them already).
+    fn close_tasks_of(
+        &mut self,
+        consumer: &mut Consumer,
+        partitions: &[TopicPartition],
+        commit: bool,
+    ) -> Result<()> {
+        let ids: HashSet<TaskId> = partitions
+            .iter()
+            .filter_map(|tp| self.shared.layout.task_of(tp))
+            .filter(|id| self.tasks.contains_key(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let result = if commit {
+            self.commit(consumer, Some(&ids), true)
+        } else {
+            Ok(())
+        };
+        for id in ids {
+            if let Some(running) = self.tasks.remove(&id) {
+                self.closed_metrics += running.task.metrics();
+                self.shared.unregister_task(id);
+            }
+        }
+        result
+    }
+
+    /// Closes every task, after committing them when `commit` (a clean shutdown; not after a
+    /// failure, whose records must be processed again).
+    pub(crate) fn close_all(&mut self, consumer: &mut Consumer, commit: bool) -> Result<()> {
+        let result = if commit {
+            self.commit(consumer, None, true)
+        } else {
+            Ok(())
+        };
+        for (id, running) in self.tasks.drain() {
+            self.closed_metrics += running.task.metrics();
+            self.shared.unregister_task(id);
+        }
+        result
+    }
+
+    /// Counters of every task this thread ran.
+    pub(crate) fn metrics(&self) -> TaskMetrics {
+        let mut total = self.closed_metrics;
+        for running in self.tasks.values() {
+            total += running.task.metrics();
+        }
+        total
+    }
+
+    pub(crate) fn thread(&self) -> usize {
+        self.thread
+    }
+}
+
+fn send_failed(e: &Error) -> Error {
+    Error::StreamsFailed(format!("writing an output or changelog record failed: {e}"))
+}
+
+/// Creates and closes tasks as the group moves partitions.
+struct Listener {
+    manager: Arc<Mutex<TaskManager>>,
+    /// First error met inside a callback (callbacks cannot return one); the loop reports it.
+    error: Arc<Mutex<Option<Error>>>,
+}
+
+impl Listener {
+    fn record(&self, result: Result<()>) {
+        if let Err(e) = result {
+            self.error.lock().get_or_insert(e);
+        }
+    }
+}
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        self.manager.lock().shared.rebalancing();
+        let result = self.manager.lock().close_tasks_of(consumer, partitions, true);
+        self.record(result);
+    }
+
+    fn on_partitions_assigned(&mut self, _consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        let result = {
+            let mut manager = self.manager.lock();
+            manager.shared.rebalancing();
+            let shared = Arc::clone(&manager.shared);
+            partitions
+                .iter()
+                .filter_map(|tp| shared.layout.task_of(tp))
+                .try_for_each(|id| {
+                    if manager.tasks.contains_key(&id) {
+                        Ok(())
+                    } else {
+                        manager.create(id)
+                    }
+                })
+        };
+        self.record(result);
+    }
+
+    fn on_partitions_lost(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        let result = self.manager.lock().close_tasks_of(consumer, partitions, false);
+        self.record(result);
+    }
+}
+
+/// The body of stream thread `index`; returns when the application stops or fails.
+pub(crate) fn run(shared: &Arc<Shared>, index: usize) -> Result<()> {
+    let config = &shared.config;
+    let mut consumer = Consumer::new(
+        &shared.broker,
+        ConsumerConfig::default()
+            .group_id(config.application_id.clone())
+            .client_id(format!("{}-StreamThread-{}", config.application_id, index + 1))
+            .enable_auto_commit(false)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .max_poll_records(config.max_poll_records)
+            .session_timeout(config.session_timeout)
+            .partition_assignment_strategy(StreamsAssignor {
+                layout: shared.layout.clone(),
+            }),
+    )?;
+    shared.register_wakeup(consumer.wakeup_handle());
+    let manager = Arc::new(Mutex::new(TaskManager::new(Arc::clone(shared), index)));
+    let error = Arc::new(Mutex::new(None));
+    consumer.set_rebalance_listener(Listener {
+        manager: Arc::clone(&manager),
+        error: Arc::clone(&error),
+    });
+    let topics = shared.source_topics();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let mut last_commit = Instant::now();
+    let result = (|| -> Result<()> {
+        while !shared.stopping() {
+            let records = match consumer.poll(config.poll_timeout) {
+                Ok(records) => records,
+                Err(Error::Closed) if shared.stopping() => break,
+                Err(e) => return Err(e),
+            };
+            if let Some(e) = error.lock().take() {
+                return Err(e);
+            }
+            shared.polled(index);
+            let mut m = manager.lock();
+            m.process(records)?;
+            m.punctuate()?;
+            if last_commit.elapsed() >= config.commit_interval || m.commit_requested() {
+                m.commit(&mut consumer, None, false)?;
+                last_commit = Instant::now();
+            }
+            shared.publish_metrics(m.thread(), m.metrics());
+        }
+        Ok(())
+    })();
+    // Clean shutdown after success; after a failure, close without committing what failed.
+    let closed = manager.lock().close_all(&mut consumer, result.is_ok());
+    {
+        let m = manager.lock();
+        shared.publish_metrics(m.thread(), m.metrics());
+    }
+    let left = consumer.close();
+    result.and(closed).and(left)
+}

@@ -1,0 +1,181 @@
+//! A task: one sub-topology instantiated for one partition number, with its stores and
+//! punctuations. Used by the stream threads and by the test driver alike.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::streams::context::{OutRecord, RecordMetadata, TaskContext, TaskId, TaskMetrics};
+use crate::streams::processor::PunctuationType;
+use crate::streams::store::StateStore;
+use crate::streams::topology::{Instantiator, Punctuator, RawRecord, SourceNode, TopologyInner};
+
+/// A store's changes are flushed to its changelog at least this often (in changed keys), not
+/// only at commits, so memory for the changed-key set stays bounded.
+const MAX_PENDING_CHANGES: usize = 10_000;
+
+pub(crate) struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) ctx: TaskContext,
+    sources: Vec<Box<dyn SourceNode>>,
+    by_topic: HashMap<String, usize>,
+    punctuators: Vec<Punctuator>,
+    /// Logged stores with their changelog topic.
+    changelogs: Vec<(Arc<dyn StateStore>, Arc<str>)>,
+    pub(crate) stores: Vec<Arc<dyn StateStore>>,
+    scratch: Vec<(Bytes, Option<Bytes>)>,
+}
+
+impl Task {
+    pub(crate) fn new(
+        topology: &TopologyInner,
+        id: TaskId,
+        application_id: Arc<str>,
+        wall_clock: i64,
+        skip_undecodable: bool,
+    ) -> Result<Task> {
+        let mut ctx = TaskContext::new(id, Arc::clone(&application_id), wall_clock);
+        ctx.skip_undecodable = skip_undecodable;
+        let (made, punctuators, stores) = {
+            let mut inst = Instantiator::new(topology, &mut ctx);
+            let made = inst.sources(id.subtopology)?;
+            (made, std::mem::take(&mut inst.punctuators), std::mem::take(&mut inst.stores))
+        };
+        let mut sources = Vec::new();
+        let mut by_topic = HashMap::new();
+        for (topics, node) in made {
+            for topic in topics {
+                by_topic.insert(topic, sources.len());
+            }
+            sources.push(node);
+        }
+        let changelogs = stores
+            .iter()
+            .filter(|s| s.logged())
+            .map(|s| {
+                let topic: Arc<str> = Arc::from(changelog_topic(&application_id, s.name()));
+                (Arc::clone(s), topic)
+            })
+            .collect();
+        let mut task = Task {
+            id,
+            ctx,
+            sources,
+            by_topic,
+            punctuators,
+            changelogs,
+            stores,
+            scratch: Vec::new(),
+        };
+        for p in &mut task.punctuators {
+            if p.schedule.kind == PunctuationType::WallClockTime {
+                p.next = Some(wall_clock.saturating_add(p.schedule.interval_ms));
+            }
+        }
+        Ok(task)
+    }
+
+    /// The resolved topics this task reads.
+    pub(crate) fn reads(&self, topic: &str) -> bool {
+        self.by_topic.contains_key(topic)
+    }
+
+    /// Processes one record of `topic`.
+    pub(crate) fn process(
+        &mut self,
+        topic: &Arc<str>,
+        partition: u32,
+        offset: u64,
+        record: RawRecord,
+    ) -> Result<()> {
+        let source = *self.by_topic.get(&**topic).ok_or_else(|| {
+            Error::InvalidArgument(format!("task {} does not read topic `{topic}`", self.id))
+        })?;
+        self.ctx.record = Some(RecordMetadata {
+            topic: Arc::clone(topic),
+            partition,
+            offset,
+        });
+        self.ctx.stream_time = self.ctx.stream_time.max(record.timestamp);
+        self.ctx.metrics.processed += 1;
+        let result = self.sources[source].process_raw(&mut self.ctx, record);
+        self.ctx.record = None;
+        result?;
+        self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
+        if self
+            .changelogs
+            .iter()
+            .any(|(s, _)| s.pending_changes() >= MAX_PENDING_CHANGES)
+        {
+            self.flush_stores();
+        }
+        Ok(())
+    }
+
+    /// Fires wall-clock punctuations due at `now`.
+    pub(crate) fn punctuate_wall_clock(&mut self, now: i64) -> Result<()> {
+        self.ctx.wall_clock = now;
+        self.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    /// Fires the punctuations of `kind` that are due at `now`: each at most once per call; the
+    /// next one is the first multiple of the interval (from the first firing) after `now`.
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<()> {
+        if now == i64::MIN {
+            return Ok(());
+        }
+        self.punctuators.retain(|p| !p.schedule.is_cancelled());
+        for p in &mut self.punctuators {
+            if p.schedule.kind != kind {
+                continue;
+            }
+            let next = *p.next.get_or_insert(now);
+            if now < next {
+                continue;
+            }
+            let interval = p.schedule.interval_ms;
+            let behind = (now - next) / interval;
+            p.next = Some(next.saturating_add((behind + 1).saturating_mul(interval)));
+            p.node.lock().punctuate(&mut self.ctx, kind, now)?;
+        }
+        Ok(())
+    }
+
+    /// Moves every store's changes to the outbox as changelog records.
+    pub(crate) fn flush_stores(&mut self) {
+        let timestamp = self.ctx.stream_time.max(0);
+        for (store, topic) in &self.changelogs {
+            store.take_changes(&mut self.scratch);
+            for (key, value) in self.scratch.drain(..) {
+                self.ctx.outbox.push(OutRecord {
+                    topic: Arc::clone(topic),
+                    partition: Some(self.id.partition),
+                    key: Some(key),
+                    value,
+                    timestamp,
+                    headers: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// The logged stores and their changelog topics.
+    pub(crate) fn changelogs(&self) -> &[(Arc<dyn StateStore>, Arc<str>)] {
+        &self.changelogs
+    }
+
+    pub(crate) fn take_outbox(&mut self) -> Vec<OutRecord> {
+        std::mem::take(&mut self.ctx.outbox)
+    }
+
+    pub(crate) fn metrics(&self) -> TaskMetrics {
+        self.ctx.metrics
+    }
+}
+
+/// The changelog topic of `store`.
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
