@@ -113,6 +113,14 @@ pub use crate::streams::processor::{
 pub use crate::streams::store::{KeyValueStore, ReadOnlyKeyValueStore, StoreBuilder};
 pub use crate::streams::runtime::{Streams, StreamsState};
 pub use crate::streams::topology::Topology;
+pub use crate::streams::join::StreamJoined;
+pub use crate::streams::store::session::{ReadOnlySessionStore, SessionStore};
+pub use crate::streams::store::window::{ReadOnlyWindowStore, WindowStore};
+pub use crate::streams::window::{
+    EmitStrategy, JoinWindows, SessionWindowedCodec, SessionWindows, SlidingWindows, TimeWindows,
+    Window, Windowed, WindowedCodec,
+};
+pub use crate::streams::windowed::{SessionWindowedKStream, TimeWindowedKStream};
 pub use crate::topic::{
     validate_topic_name, PartitionDescription, Topic, TopicDescription, MAX_TOPIC_NAME_LEN,
 };

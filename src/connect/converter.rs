@@ -156,9 +156,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let j = JsonConverter::default();
-        let b = j
-            .encode("t", ConnectData::Json(json!({"a": 1})))
-            .unwrap();
+        let b = j.encode("t", ConnectData::Json(json!({"a": 1}))).unwrap();
         assert_eq!(&b[..], br#"{"a":1}"#);
         assert_eq!(
             j.decode("t", &b).unwrap(),

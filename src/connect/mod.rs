@@ -39,14 +39,17 @@ mod source_worker;
 mod sql;
 mod transform;
 
-pub use self::api::{SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext};
+pub use self::api::{
+    SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext,
+};
 pub use self::config::{ConnectorConfig, ErrorTolerance};
 pub use self::control::ConnectorState;
 pub use self::converter::{BytesConverter, Converter, JsonConverter, StringConverter};
-pub use self::data::{ConnectRecord, ConnectData, SinkRecord, SourceRecord};
+pub use self::data::{ConnectData, ConnectRecord, SinkRecord, SourceRecord};
 pub use self::dead_letter::{
-    ERROR_HEADER_CLASS, ERROR_HEADER_CONNECTOR, ERROR_HEADER_EXCEPTION, ERROR_HEADER_MESSAGE, ERROR_HEADER_OFFSET,
-    ERROR_HEADER_PARTITION, ERROR_HEADER_STACKTRACE, ERROR_HEADER_STAGE, ERROR_HEADER_TASK, ERROR_HEADER_TOPIC,
+    ERROR_HEADER_CLASS, ERROR_HEADER_CONNECTOR, ERROR_HEADER_EXCEPTION, ERROR_HEADER_MESSAGE,
+    ERROR_HEADER_OFFSET, ERROR_HEADER_PARTITION, ERROR_HEADER_STACKTRACE, ERROR_HEADER_STAGE,
+    ERROR_HEADER_TASK, ERROR_HEADER_TOPIC,
 };
 pub use self::file_sink::{FileStreamSinkConnector, FileStreamSinkTask};
 pub use self::file_source::{FileStreamSourceConnector, FileStreamSourceTask};

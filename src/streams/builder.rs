@@ -1,6 +1,10 @@
 //! The DSL's entry point and its option types (Kafka's `StreamsBuilder`, `Consumed`,
 //! `Produced`, `Grouped`, `Materialized`).
 
+// Option types (`Consumed`, `Materialized`, ...) are taken by value, as Kafka's DSL takes them;
+// some are only read.
+#![allow(clippy::needless_pass_by_value)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -172,9 +176,11 @@ impl StreamsBuilder {
     /// Checks the topology and returns it: errors for a store used but never added, a name
     /// used twice, a missing codec, a cycle through topics, a topic read twice.
     pub fn build(self) -> Result<Topology> {
-        let graph = Rc::try_unwrap(self.graph)
-            .map(RefCell::into_inner)
-            .unwrap_or_else(|shared| std::mem::take(&mut *shared.borrow_mut()));
+        // Streams made by the builder may still hold the graph; take it from them.
+        let graph = match Rc::try_unwrap(self.graph) {
+            Ok(graph) => graph.into_inner(),
+            Err(shared) => std::mem::take(&mut *shared.borrow_mut()),
+        };
         Topology::build(graph)
     }
 }
@@ -283,12 +289,15 @@ impl<K, V> Consumed<K, V> {
     }
 }
 
+/// Encodes a value for a sink; `None` writes a tombstone.
+pub(crate) type ValueEncoder<V> = Arc<dyn Fn(&V) -> Result<Option<Bytes>> + Send + Sync>;
+
 /// How a stream is written to a topic: codecs of keys and values (Kafka's `Produced`).
 /// Records go to the partition that the producer's default partitioner picks for the encoded
 /// key (Kafka's murmur2), as Kafka Streams does.
 pub struct Produced<K, V> {
     pub(crate) keys: CodecRef<K>,
-    pub(crate) values: Arc<dyn Fn(&V) -> Result<Option<Bytes>> + Send + Sync>,
+    pub(crate) values: ValueEncoder<V>,
     pub(crate) name: Option<String>,
 }
 

@@ -9,6 +9,10 @@
 //! [`advance_wall_clock_time`](TopologyTestDriver::advance_wall_clock_time) drives wall-clock
 //! punctuations.
 
+// The pipe methods take keys and values by value, as Kafka's `pipeInput` does: tests pass
+// literals and owned values, and a borrow would only add `&` at every call.
+#![allow(clippy::needless_pass_by_value)]
+
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -62,7 +66,7 @@ impl TopologyTestDriver {
                         subtopology,
                         partition: 0,
                     },
-                    Arc::clone(&application_id),
+                    &application_id,
                     wall_clock_ms,
                     config.skip_undecodable_records,
                 )

@@ -130,6 +130,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
+    #[allow(clippy::needless_pass_by_value)] // `Materialized` by value, as the public methods take it
     fn aggregate_into<VA: Data>(
         &self,
         prefix: &str,

@@ -30,6 +30,9 @@ impl<K, V, F: FnMut(&K) -> Result<Option<V>> + Send> ValueGetter<K, V> for F {
     }
 }
 
+/// A table operator's mapping of a row: key and old value to the new value.
+type RowMap<K, V, V2> = Arc<dyn Fn(&K, Option<V>) -> Option<V2> + Send + Sync>;
+
 /// Makes a task's value getter.
 pub(crate) type GetterFactory<K, V> =
     Arc<dyn Fn(&mut Instantiator<'_>) -> Result<Box<dyn ValueGetter<K, V>>> + Send + Sync>;
@@ -76,8 +79,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         &self,
         prefix: &str,
         map: impl Fn(&K, Option<V>) -> Option<V2> + Send + Sync + 'static,
-    ) -> (usize, Arc<dyn Fn(&K, Option<V>) -> Option<V2> + Send + Sync>) {
-        let map: Arc<dyn Fn(&K, Option<V>) -> Option<V2> + Send + Sync> = Arc::new(map);
+    ) -> (usize, RowMap<K, V, V2>) {
+        let map: RowMap<K, V, V2> = Arc::new(map);
         let node_map = Arc::clone(&map);
         let id = add_node(
             &self.graph,
@@ -106,7 +109,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     fn derived<V2: Data>(
         &self,
         id: usize,
-        map: Arc<dyn Fn(&K, Option<V>) -> Option<V2> + Send + Sync>,
+        map: RowMap<K, V, V2>,
         values: Option<CodecRef<V2>>,
     ) -> KTable<K, V2> {
         let getter = self.getter.clone().map(|parent| {

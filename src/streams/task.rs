@@ -32,11 +32,11 @@ impl Task {
     pub(crate) fn new(
         topology: &TopologyInner,
         id: TaskId,
-        application_id: Arc<str>,
+        application_id: &Arc<str>,
         wall_clock: i64,
         skip_undecodable: bool,
     ) -> Result<Task> {
-        let mut ctx = TaskContext::new(id, Arc::clone(&application_id), wall_clock);
+        let mut ctx = TaskContext::new(id, Arc::clone(application_id), wall_clock);
         ctx.skip_undecodable = skip_undecodable;
         let (made, punctuators, stores) = {
             let mut inst = Instantiator::new(topology, &mut ctx);
@@ -55,7 +55,7 @@ impl Task {
             .iter()
             .filter(|s| s.logged())
             .map(|s| {
-                let topic: Arc<str> = Arc::from(changelog_topic(&application_id, s.name()));
+                let topic: Arc<str> = Arc::from(changelog_topic(application_id, s.name()));
                 (Arc::clone(s), topic)
             })
             .collect();

@@ -201,8 +201,6 @@ pub(crate) struct TopologyInner {
     pub(crate) subtopologies: Vec<Subtopology>,
     pub(crate) copartition: Vec<BTreeSet<TopicRef>>,
     pub(crate) repartition_topics: BTreeMap<String, Option<u32>>,
-    /// Sub-topology of each node.
-    pub(crate) node_subtopology: Vec<u32>,
 }
 
 impl Topology {
@@ -230,62 +228,7 @@ impl Topology {
                 }
             }
         }
-        // Sub-topologies: union-find over edges and shared stores.
-        let mut parent: Vec<usize> = (0..graph.nodes.len()).collect();
-        fn find(parent: &mut [usize], mut x: usize) -> usize {
-            while parent[x] != x {
-                parent[x] = parent[parent[x]];
-                x = parent[x];
-            }
-            x
-        }
-        let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
-            let (ra, rb) = (find(parent, a), find(parent, b));
-            if ra != rb {
-                parent[ra.max(rb)] = ra.min(rb);
-            }
-        };
-        let mut store_user: HashMap<&str, usize> = HashMap::new();
-        for (id, node) in graph.nodes.iter().enumerate() {
-            for &p in &node.parents {
-                union(&mut parent, id, p);
-            }
-            for store in &node.stores {
-                if let Some(&other) = store_user.get(store.as_str()) {
-                    union(&mut parent, id, other);
-                } else {
-                    store_user.insert(store, id);
-                }
-            }
-        }
-        let mut roots: BTreeMap<usize, u32> = BTreeMap::new();
-        let mut node_subtopology = vec![0; graph.nodes.len()];
-        let mut subtopologies: Vec<Subtopology> = Vec::new();
-        for id in 0..graph.nodes.len() {
-            let root = find(&mut parent, id);
-            let next = roots.len() as u32;
-            let sub = *roots.entry(root).or_insert(next);
-            if sub as usize == subtopologies.len() {
-                subtopologies.push(Subtopology {
-                    id: sub,
-                    nodes: Vec::new(),
-                    sources: BTreeSet::new(),
-                    sinks: BTreeSet::new(),
-                    stores: BTreeSet::new(),
-                });
-            }
-            node_subtopology[id] = sub;
-            let s = &mut subtopologies[sub as usize];
-            s.nodes.push(id);
-            s.stores.extend(graph.nodes[id].stores.iter().cloned());
-            match &graph.nodes[id].kind {
-                NodeKind::Source { topics, .. } => s.sources.extend(topics.iter().cloned()),
-                NodeKind::Sink { topic, .. } => {
-                    s.sinks.insert(topic.clone());
-                }
-                NodeKind::Processor { .. } => {}
-            }
-        }
+        let subtopologies = split(&graph.nodes);
         for s in &subtopologies {
             if s.sources.is_empty() {
                 return Err(Error::InvalidTopology(format!(
@@ -308,7 +251,7 @@ impl Topology {
                 }
             }
         }
-        check_cycles(&subtopologies, &graph.nodes)?;
+        check_cycles(&subtopologies)?;
         Ok(Topology {
             inner: Arc::new(TopologyInner {
                 nodes: graph.nodes,
@@ -317,7 +260,6 @@ impl Topology {
                 subtopologies,
                 copartition: graph.copartition,
                 repartition_topics: graph.repartition_topics,
-                node_subtopology,
             }),
         })
     }
@@ -339,8 +281,94 @@ impl Topology {
     }
 }
 
+/// Root of `x` in a union-find forest (with path halving).
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Splits the nodes into sub-topologies: union-find over edges and shared stores, numbered in
+/// the order of their first node.
+fn split(nodes: &[NodeDef]) -> Vec<Subtopology> {
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(parent, a), find(parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    let mut store_user: HashMap<&str, usize> = HashMap::new();
+    for (id, node) in nodes.iter().enumerate() {
+        for &p in &node.parents {
+            union(&mut parent, id, p);
+        }
+        for store in &node.stores {
+            if let Some(&other) = store_user.get(store.as_str()) {
+                union(&mut parent, id, other);
+            } else {
+                store_user.insert(store, id);
+            }
+        }
+    }
+    let mut roots: BTreeMap<usize, u32> = BTreeMap::new();
+    let mut subtopologies: Vec<Subtopology> = Vec::new();
+    for (id, node) in nodes.iter().enumerate() {
+        let root = find(&mut parent, id);
+        let next = roots.len() as u32;
+        let sub = *roots.entry(root).or_insert(next);
+        if sub as usize == subtopologies.len() {
+            subtopologies.push(Subtopology {
+                id: sub,
+                nodes: Vec::new(),
+                sources: BTreeSet::new(),
+                sinks: BTreeSet::new(),
+                stores: BTreeSet::new(),
+            });
+        }
+        let s = &mut subtopologies[sub as usize];
+        s.nodes.push(id);
+        s.stores.extend(node.stores.iter().cloned());
+        match &node.kind {
+            NodeKind::Source { topics, .. } => s.sources.extend(topics.iter().cloned()),
+            NodeKind::Sink { topic, .. } => {
+                s.sinks.insert(topic.clone());
+            }
+            NodeKind::Processor { .. } => {}
+        }
+    }
+    subtopologies
+}
+
+/// Depth-first search with colours (0 new, 1 on the path, 2 done); returns the topics along
+/// the first cycle found.
+fn visit(
+    v: usize,
+    edges: &[Vec<(usize, String)>],
+    colour: &mut [u8],
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    colour[v] = 1;
+    for (w, topic) in &edges[v] {
+        path.push(topic.clone());
+        if colour[*w] == 1 {
+            return Some(path.clone());
+        }
+        if colour[*w] == 0 {
+            if let Some(cycle) = visit(*w, edges, colour, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+    }
+    colour[v] = 2;
+    None
+}
+
 /// Refuses a cycle between sub-topologies through topics (a writes what b reads, ..., back to a).
-fn check_cycles(subtopologies: &[Subtopology], nodes: &[NodeDef]) -> Result<()> {
+fn check_cycles(subtopologies: &[Subtopology]) -> Result<()> {
     let n = subtopologies.len();
     let mut edges = vec![Vec::new(); n];
     for a in subtopologies {
@@ -350,35 +378,11 @@ fn check_cycles(subtopologies: &[Subtopology], nodes: &[NodeDef]) -> Result<()> 
             }
         }
     }
-    // Depth-first search with colours; report the topics along the cycle.
     let mut colour = vec![0u8; n];
     let mut path: Vec<String> = Vec::new();
-    fn visit(
-        v: usize,
-        edges: &[Vec<(usize, String)>],
-        colour: &mut [u8],
-        path: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        colour[v] = 1;
-        for (w, topic) in &edges[v] {
-            path.push(topic.clone());
-            if colour[*w] == 1 {
-                return Some(path.clone());
-            }
-            if colour[*w] == 0 {
-                if let Some(cycle) = visit(*w, edges, colour, path) {
-                    return Some(cycle);
-                }
-            }
-            path.pop();
-        }
-        colour[v] = 2;
-        None
-    }
     for v in 0..n {
         if colour[v] == 0 {
             if let Some(cycle) = visit(v, &edges, &mut colour, &mut path) {
-                let _ = nodes;
                 return Err(Error::InvalidTopology(format!(
                     "records would go round in a cycle through the topics {}",
                     cycle

@@ -475,6 +475,21 @@ impl<K, C: Deserializer<K>> Deserializer<Windowed<K>> for SessionWindowedCodec<C
     }
 }
 
+/// A shared codec as a plain codec value (for wrapping in [`WindowedCodec`]).
+pub(crate) struct SharedCodec<T>(pub(crate) crate::streams::codec::CodecRef<T>);
+
+impl<T> Serializer<T> for SharedCodec<T> {
+    fn encode(&self, value: &T) -> std::result::Result<Bytes, CodecError> {
+        self.0.encode(value)
+    }
+}
+
+impl<T> Deserializer<T> for SharedCodec<T> {
+    fn decode(&self, bytes: &Bytes) -> std::result::Result<T, CodecError> {
+        self.0.decode(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

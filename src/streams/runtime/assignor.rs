@@ -57,7 +57,7 @@ pub(crate) struct StreamsAssignor {
 }
 
 impl Assignor for StreamsAssignor {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "stream"
     }
 

@@ -43,6 +43,9 @@ pub enum StreamsState {
     Error,
 }
 
+/// Store name → the instance of each local task.
+type StoreRegistry = HashMap<String, BTreeMap<TaskId, Arc<dyn StateStore>>>;
+
 /// Everything the threads of one application share.
 pub(crate) struct Shared {
     pub(crate) broker: Broker,
@@ -57,7 +60,7 @@ pub(crate) struct Shared {
     error: Mutex<Option<String>>,
     wakeups: Mutex<Vec<WakeupHandle>>,
     /// Store name → the instance of each local task, for interactive queries.
-    stores: Mutex<HashMap<String, BTreeMap<TaskId, Arc<dyn StateStore>>>>,
+    stores: Mutex<StoreRegistry>,
     metrics: Mutex<HashMap<usize, TaskMetrics>>,
     /// Tasks this instance runs now.
     tasks: Mutex<BTreeSet<TaskId>>,
@@ -463,7 +466,7 @@ fn partition_counts(broker: &Broker, topology: &Topology, app: &str) -> Result<H
             ));
         }
     }
-    for (name, _) in &inner.repartition_topics {
+    for name in inner.repartition_topics.keys() {
         let resolved = TopicRef::internal(name.clone()).resolve(app);
         ensure_topic(broker, &resolved, counts[&resolved], LogConfig::default())?;
     }

@@ -79,7 +79,7 @@ impl TaskManager {
             let task = Task::new(
                 &shared.topology.inner,
                 id,
-                Arc::clone(&application_id),
+                &application_id,
                 now_ms(),
                 shared.config.skip_undecodable_records,
             )?;

@@ -13,7 +13,9 @@
 //! times between two commits costs one changelog record (Kafka's record cache does the same).
 
 pub(crate) mod kv;
+pub(crate) mod session;
 pub(crate) mod snapshot;
+pub(crate) mod window;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub(crate) trait StateStore: Send + Sync + 'static {
     /// Applies one changelog record (restoration); does not count as a change.
     fn restore(&self, key: Bytes, value: Option<Bytes>) -> Result<()>;
     /// Calls `f` with every entry in changelog form (for a snapshot).
+    #[allow(clippy::type_complexity)]
     fn for_each_entry(&self, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()>;
     /// Number of entries.
     fn len(&self) -> usize;
