@@ -251,19 +251,18 @@ fn session_windows_merge_and_forward_tombstones() {
     );
     // A record inside a session updates it without a tombstone.
     assert_eq!(step("a", 20), [(s("a"), 0, 25, Some(5), 25)]);
+    let store = driver.session_store::<String, i64>("sessions").unwrap();
+    let sessions = |key: &str| -> Vec<(Window, i64)> {
+        store.fetch(&s(key)).unwrap().into_iter().map(|(k, v)| (k.window, v)).collect()
+    };
+    assert_eq!(sessions("a"), [(Window::new(0, 25), 5)]);
+    assert_eq!(sessions("b"), [(Window::new(7, 7), 1)]);
     // Stream time 70, close time 40: a record whose session would end before 40 is late.
     assert_eq!(step("a", 70), [(s("a"), 70, 70, Some(1), 70)]);
     assert_eq!(step("a", 26), []);
     assert_eq!(driver.metrics().dropped_late, 1);
-
-    let store = driver.session_store::<String, i64>("sessions").unwrap();
-    let sessions: Vec<(Window, i64)> = store
-        .fetch(&s("a"))
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k.window, v))
-        .collect();
-    assert_eq!(sessions, [(Window::new(0, 25), 5), (Window::new(70, 70), 1)]);
+    // Retention is gap + grace behind the newest session end: [0, 25] is gone.
+    assert_eq!(sessions("a"), [(Window::new(70, 70), 1)]);
 }
 
 #[test]
@@ -288,7 +287,7 @@ fn session_emit_final_and_aggregate_with_merger() {
     }
     let got: Vec<(Window, Option<String>)> =
         out.read_records().unwrap().into_iter().map(|r| (r.key.window, r.value)).collect();
-    // Only the closed session [0, 8] (8 < 30); merging its one-record session used the merger.
+    // Only the final session [0, 8] (8 + gap 10 < 30); extending [0, 0] used the merger.
     assert_eq!(got, [(Window::new(0, 8), Some(s("|xy")))]);
 }
 

@@ -64,6 +64,9 @@ pub struct TaskMetrics {
     /// Records dropped by an operator because they had no key where one was needed (an
     /// aggregation or a join), as Kafka drops them.
     pub dropped_null_key: u64,
+    /// Changelog records replayed to restore stores when tasks started (what their snapshots
+    /// did not cover).
+    pub restored: u64,
 }
 
 impl std::ops::AddAssign for TaskMetrics {
@@ -72,6 +75,7 @@ impl std::ops::AddAssign for TaskMetrics {
         self.dropped_late += other.dropped_late;
         self.skipped_undecodable += other.skipped_undecodable;
         self.dropped_null_key += other.dropped_null_key;
+        self.restored += other.restored;
     }
 }
 

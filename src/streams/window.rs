@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | [`TimeWindows`] (tumbling: hop = size) | every `[s, s + size)` with `s` a multiple of the hop, `s >= 0`, `s <= t < s + size` | end exclusive | `end + grace <= stream time` |
 //! | [`SlidingWindows`] | `[t - diff, t]` and `[t + 1, t + 1 + diff]` (when it holds a record) | both inclusive | `end + grace < stream time` |
-//! | [`SessionWindows`] | the session of its key that it extends or merges, `[first, last]` | both inclusive | `end + grace < stream time` |
+//! | [`SessionWindows`] | the session of its key that it extends or merges, `[first, last]` | both inclusive | a record is late when its session would end before `stream time - grace`; a session is final when `end + gap + grace < stream time` |
 //!
 //! Stream time is the largest timestamp the aggregation has seen. A record that would only
 //! land in closed windows is dropped and counted in

@@ -19,7 +19,9 @@
 //!
 //! With [`EmitStrategy::OnWindowClose`] nothing is forwarded on updates; when a record moves
 //! stream time so that windows close, those windows' final aggregates are forwarded (ordered by
-//! window start, then key; sessions by end) *before* the record is aggregated. The node
+//! window start, then key; sessions by end) *before* the record is aggregated. A session is
+//! final once no record could still extend it: `end + gap + grace < stream time` (Kafka's
+//! rule); a session that is final is not merged into a later one, even when Kafka would. The node
 //! remembers which close time it emitted up to in memory only: after a restart, windows that
 //! closed shortly before and are still in the store may be emitted again (at-least-once).
 //!
@@ -767,8 +769,10 @@ struct SessionAggregate<K, V, VA> {
 }
 
 impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
-    /// Forwards the sessions that closed (`end < close`) since the last call.
+    /// Forwards the sessions that became final since the last call: those no accepted record
+    /// can reach any more, `end < close - gap`.
     fn emit_final(&mut self, ctx: &mut TaskContext, close: i64) -> Result<()> {
+        let close = close.saturating_sub(self.windows.inactivity_gap_ms());
         if self.emitted_close.is_some_and(|done| close <= done) {
             return Ok(());
         }
@@ -799,12 +803,13 @@ impl<K: Data, V: Data, VA: Data> Node<K, V> for SessionAggregate<K, V, VA> {
         }
         let gap = self.windows.inactivity_gap_ms();
         let key = self.store.encode_key(&record.key)?;
-        // Closed sessions are final (their result may have been emitted): never merged.
+        // Final sessions (their result may have been emitted) are never merged.
+        let final_before = close.saturating_sub(gap);
         let found: Vec<_> = self
             .store
             .find_raw(&key, t.saturating_sub(gap), t.saturating_add(gap))?
             .into_iter()
-            .filter(|(_, w, _)| w.end >= close)
+            .filter(|(_, w, _)| w.end >= final_before)
             .collect();
         let mut merged = Window::new(t, t);
         let mut aggregate = None;

@@ -131,11 +131,18 @@ impl Shared {
         self.set_state(StreamsState::Rebalancing);
     }
 
+    /// Records the first failure and stops the other threads (they commit their work and
+    /// leave), as Kafka Streams' default `SHUTDOWN_CLIENT` reaction does: the failed record
+    /// would only fail again in another thread.
     fn fail(&self, thread: usize, error: &Error) {
         self.error
             .lock()
             .get_or_insert_with(|| format!("stream thread {}: {error}", thread + 1));
         self.set_state(StreamsState::Error);
+        self.stop.store(true, Ordering::Release);
+        for wakeup in self.wakeups.lock().iter() {
+            wakeup.wakeup();
+        }
     }
 }
 

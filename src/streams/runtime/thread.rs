@@ -13,7 +13,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecords, OffsetReset, RebalanceListener};
+use crate::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, OffsetReset, RebalanceListener,
+};
 use crate::error::{Error, Result};
 use crate::group::offsets::OffsetAndMetadata;
 use crate::partition::TopicPartition;
@@ -35,6 +37,15 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The records of one input partition of a task from one poll.
+struct PartitionQueue {
+    topic: Arc<str>,
+    partition: u32,
+    records: VecDeque<ConsumerRecord>,
+    /// Offset of the last record processed.
+    last: Option<u64>,
 }
 
 /// A task as a stream thread runs it.
@@ -72,11 +83,12 @@ impl TaskManager {
     }
 
     fn create(&mut self, id: TaskId) -> Result<()> {
+        let mut replayed = 0;
         let shared = Arc::clone(&self.shared);
         let application_id: Arc<str> = Arc::from(shared.config.application_id.as_str());
         let mut use_snapshots = true;
         loop {
-            let task = Task::new(
+            let mut task = Task::new(
                 &shared.topology.inner,
                 id,
                 &application_id,
@@ -94,7 +106,9 @@ impl TaskManager {
                     &changelog,
                     use_snapshots.then_some(path.as_path()),
                 )? {
-                    Some(restored) => snapshotted.push(
+                    Some(restored) => {
+                        replayed += restored.replayed;
+                        snapshotted.push(
                         // Without a snapshot, the first commit should write one if the
                         // changelog was long.
                         if restored.replayed > SNAPSHOT_MIN_RECORDS {
@@ -102,7 +116,8 @@ impl TaskManager {
                         } else {
                             restored.changelog_end
                         },
-                    ),
+                    );
+                    }
                     None => {
                         fits = false;
                         break;
@@ -114,6 +129,7 @@ impl TaskManager {
                 use_snapshots = false;
                 continue;
             }
+            task.ctx.metrics.restored = replayed;
             shared.register_task(id, &task.stores);
             self.tasks.insert(
                 id,
@@ -128,29 +144,70 @@ impl TaskManager {
         }
     }
 
-    /// Runs a poll's records through their tasks and sends what they produce.
+    /// Runs a poll's records through their tasks and sends what they produce. A task that
+    /// reads several partitions takes their records in timestamp order (always the partition
+    /// whose next record is oldest), keeping each partition's own order, as Kafka's
+    /// `PartitionGroup` does; so joins see both sides in event-time order.
     pub(crate) fn process(&mut self, records: ConsumerRecords) -> Result<()> {
+        // Per task, one queue per partition (records arrive grouped by partition).
+        let mut by_task: HashMap<TaskId, Vec<PartitionQueue>> = HashMap::new();
         for record in records {
-            let tp = TopicPartition::new(&*record.topic, record.partition);
-            let Some(id) = self.shared.layout.task_of(&tp) else {
+            let Some(&subtopology) = self.shared.layout.subtopology_of.get(&*record.topic) else {
                 continue;
             };
+            let id = TaskId {
+                subtopology,
+                partition: record.partition,
+            };
+            let queues = by_task.entry(id).or_default();
+            match queues
+                .iter_mut()
+                .find(|q| q.topic == record.topic && q.partition == record.partition)
+            {
+                Some(queue) => queue.records.push_back(record),
+                None => queues.push(PartitionQueue {
+                    topic: Arc::clone(&record.topic),
+                    partition: record.partition,
+                    records: VecDeque::from([record]),
+                    last: None,
+                }),
+            }
+        }
+        for (id, mut queues) in by_task {
             let Some(running) = self.tasks.get_mut(&id) else {
                 continue;
             };
-            running.task.process(
-                &record.topic,
-                record.partition,
-                record.offset,
-                RawRecord {
-                    key: record.key,
-                    value: record.value,
-                    timestamp: record.timestamp,
-                    headers: record.headers,
-                },
-            )?;
-            running.processed.insert(tp, record.offset + 1);
-            running.uncommitted = true;
+            loop {
+                let next = queues
+                    .iter_mut()
+                    .filter_map(|q| q.records.front().map(|r| r.timestamp).zip(Some(q)))
+                    .min_by_key(|(timestamp, _)| *timestamp)
+                    .map(|(_, q)| q);
+                let Some(queue) = next else { break };
+                let Some(record) = queue.records.pop_front() else {
+                    break;
+                };
+                queue.last = Some(record.offset);
+                running.task.process(
+                    &record.topic,
+                    record.partition,
+                    record.offset,
+                    RawRecord {
+                        key: record.key,
+                        value: record.value,
+                        timestamp: record.timestamp,
+                        headers: record.headers,
+                    },
+                )?;
+            }
+            for queue in queues {
+                if let Some(last) = queue.last {
+                    running
+                        .processed
+                        .insert(TopicPartition::new(&*queue.topic, queue.partition), last + 1);
+                    running.uncommitted = true;
+                }
+            }
         }
         self.send_outboxes()
     }
