@@ -104,7 +104,7 @@ pub use crate::streams::config::{ProcessingGuarantee, StreamsConfig};
 pub use crate::streams::context::{RecordMetadata as StreamRecordMetadata, TaskId, TaskMetrics};
 pub use crate::streams::driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::streams::grouped::KGroupedStream;
-pub use crate::streams::kstream::{KStream, Repartitioned};
+pub use crate::streams::kstream::{Joined, KStream, Repartitioned};
 pub use crate::streams::ktable::KTable;
 pub use crate::streams::node::Data;
 pub use crate::streams::processor::{

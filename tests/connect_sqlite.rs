@@ -77,7 +77,7 @@ fn topic_values(broker: &Broker, topic: &str) -> Vec<(Option<Value>, Value)> {
     let mut out = Vec::new();
     for p in t.partitions().unwrap() {
         let log = p.log().unwrap();
-        let mut next = 0;
+        let mut next = log.log_start_offset();
         while next < log.log_end_offset() {
             for r in log.read_records(next, 1 << 20).unwrap() {
                 if r.offset >= next {
@@ -176,6 +176,7 @@ fn sink_inserts_and_reports_records_that_do_not_fit() {
                 .set("connection.url", db.to_string_lossy())
                 .set("topics", "events")
                 .set("table.name.format", "log_${topic}")
+                .set("auto.evolve", "true")
                 .set("errors.tolerance", "all")
                 .set("errors.deadletterqueue.topic.name", "events-dlq"),
         )
@@ -237,6 +238,19 @@ fn sink_without_auto_evolve_fails_on_a_new_column_and_can_be_restarted() {
     });
 }
 
+/// Milliseconds since the epoch at the start of the test run, less a minute: recent, so that
+/// retention keeps records stamped with it.
+fn base_ms() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 60_000
+    })
+}
+
 fn items_table(db: &Path, table: &str, from: i64, to: i64) {
     let conn = Connection::open(db).unwrap();
     conn.execute_batch(&format!(
@@ -254,7 +268,7 @@ fn items_table(db: &Path, table: &str, from: i64, to: i64) {
             i,
             format!("item {i}"),
             i as f64 / 2.0,
-            1_000 + i / 10
+            base_ms() + i / 10
         ])
         .unwrap();
     }
@@ -310,7 +324,7 @@ fn source_reads_new_rows_by_incrementing_column_and_resumes() {
     );
     assert_eq!(
         records[6].1,
-        json!({"id": 7, "name": "item 7", "price": 3.5, "updated": 1000})
+        json!({"id": 7, "name": "item 7", "price": 3.5, "updated": base_ms()})
     );
 }
 
@@ -347,7 +361,10 @@ fn source_timestamp_incrementing_sees_updates_and_shares_tables_among_tasks() {
     // An update moves a row's timestamp forward: it is read again, with its new values.
     Connection::open(&db)
         .unwrap()
-        .execute_batch("UPDATE b SET name = 'renamed', updated = 5000 WHERE id = 3")
+        .execute(
+            "UPDATE b SET name = 'renamed', updated = ?1 WHERE id = 3",
+            [base_ms() + 5000],
+        )
         .unwrap();
     wait_for("the update", || topic_values(&broker, "b").len() >= 31);
     connect.shutdown();
@@ -367,7 +384,7 @@ fn source_timestamp_incrementing_sees_updates_and_shares_tables_among_tasks() {
     assert_eq!(offsets.len(), 3);
     assert!(offsets.contains(&(
         json!({"table": "b"}),
-        json!({"incrementing": 3, "timestamp": 5000})
+        json!({"incrementing": 3, "timestamp": base_ms() + 5000})
     )));
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tidelog::{
-    Broker, Consumed, Error, Grouped, LongCodec, Materialized, Producer, ProducerRecord, Produced,
+    Broker, Consumed, Error, Grouped, LongCodec, Materialized, Produced, Producer, ProducerRecord,
     Streams, StreamsBuilder, StreamsConfig, StreamsState, StringCodec, Topology,
 };
 
@@ -21,10 +21,16 @@ fn wordcount() -> Topology {
                 .map(str::to_lowercase)
                 .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringCodec, StringCodec))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringCodec, StringCodec),
+        )
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("word-counts", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "word-counts",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     builder.build().unwrap()
 }
 
@@ -61,7 +67,9 @@ fn expected_counts(lines: &[String]) -> BTreeMap<String, i64> {
 }
 
 fn lines(n: usize, seed: usize) -> Vec<String> {
-    let words = ["tide", "log", "stream", "table", "window", "join", "count", "key"];
+    let words = [
+        "tide", "log", "stream", "table", "window", "join", "count", "key",
+    ];
     (0..n)
         .map(|i| {
             (0..(i % 5 + 1))
@@ -132,12 +140,21 @@ fn wordcount_runs_commits_and_answers_queries() {
     streams.close().unwrap();
     assert_eq!(streams.state(), StreamsState::NotRunning);
     assert_eq!(output_counts(&broker), expected);
-    assert_eq!(streams.metrics().processed, 500 + expected.values().sum::<i64>() as u64);
+    assert_eq!(
+        streams.metrics().processed,
+        500 + expected.values().sum::<i64>() as u64
+    );
     // Input offsets were committed: the group's lag is zero.
     let lag = broker.group_lag("wc").unwrap();
     assert!(lag.iter().all(|p| p.lag == Some(0)), "{lag:?}");
     // Internal topics exist with the right partitioning.
-    assert_eq!(broker.topic("wc-counts-changelog").unwrap().partition_count(), 3);
+    assert_eq!(
+        broker
+            .topic("wc-counts-changelog")
+            .unwrap()
+            .partition_count(),
+        3
+    );
 }
 
 #[test]
@@ -239,8 +256,13 @@ fn bad_topologies_are_refused_with_clear_errors() {
     builder
         .stream("missing", Consumed::with(StringCodec, StringCodec))
         .to("lines", Produced::with(StringCodec, StringCodec));
-    let err = Streams::new(&broker, builder.build().unwrap(), config("x")).err().unwrap();
-    assert!(matches!(&err, Error::InvalidTopology(m) if m.contains("`missing`")), "{err}");
+    let err = Streams::new(&broker, builder.build().unwrap(), config("x"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::InvalidTopology(m) if m.contains("`missing`")),
+        "{err}"
+    );
 
     // Joined topics with different partition counts.
     broker.create_topic("three", 3).unwrap();
@@ -254,7 +276,9 @@ fn bad_topologies_are_refused_with_clear_errors() {
         .stream("lines", Consumed::with(StringCodec, StringCodec))
         .join(&table, |l: &String, r: &String| format!("{l}{r}"))
         .to("word-counts", Produced::with(StringCodec, StringCodec));
-    let err = Streams::new(&broker, builder.build().unwrap(), config("x")).err().unwrap();
+    let err = Streams::new(&broker, builder.build().unwrap(), config("x"))
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, Error::InvalidTopology(m) if m.contains("co-partitioning") && m.contains("`three`: 3")),
         "{err}"
@@ -269,7 +293,10 @@ fn bad_topologies_are_refused_with_clear_errors() {
         .stream("b", Consumed::with(StringCodec, StringCodec))
         .to("a", Produced::with(StringCodec, StringCodec));
     let err = builder.build().err().unwrap();
-    assert!(matches!(&err, Error::InvalidTopology(m) if m.contains("cycle")), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidTopology(m) if m.contains("cycle")),
+        "{err}"
+    );
 
     // A missing codec after a type change.
     let builder = StreamsBuilder::new();
@@ -279,11 +306,22 @@ fn bad_topologies_are_refused_with_clear_errors() {
         .group_by_key(Grouped::default())
         .count();
     let err = builder.build().err().unwrap();
-    assert!(matches!(&err, Error::InvalidTopology(m) if m.contains("codec")), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidTopology(m) if m.contains("codec")),
+        "{err}"
+    );
 
     // A bad application id.
-    let err = Streams::new(&broker, wordcount(), StreamsConfig::new("no spaces")).err().unwrap();
-    assert!(matches!(err, Error::InvalidConfig { key: "application_id", .. }));
+    let err = Streams::new(&broker, wordcount(), StreamsConfig::new("no spaces"))
+        .err()
+        .unwrap();
+    assert!(matches!(
+        err,
+        Error::InvalidConfig {
+            key: "application_id",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -311,7 +349,55 @@ fn a_failing_processor_stops_the_application_with_its_error() {
     // The broker is fine; the poison record was not committed.
     let lag = broker.group_lag("fail").unwrap_or_default();
     assert!(
-        lag.iter().all(|p| p.partition.topic != "lines" || p.committed.unwrap_or(0) < 2),
+        lag.iter()
+            .all(|p| p.partition.topic != "lines" || p.committed.unwrap_or(0) < 2),
         "{lag:?}"
     );
+}
+
+#[test]
+fn windowed_counts_are_queryable_while_running() {
+    use tidelog::TimeWindows;
+    let (_dir, broker) = setup(2);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("lines", Consumed::with(StringCodec, StringCodec))
+        .group_by_key(Grouped::default())
+        .windowed_by(TimeWindows::of_size_no_grace(Duration::from_secs(60)).unwrap())
+        .count_with(Materialized::named("per-minute"));
+    let streams = Streams::new(&broker, builder.build().unwrap(), config("win")).unwrap();
+    streams.start().unwrap();
+    let producer = Producer::with_defaults(&broker).unwrap();
+    // user-a: 3 clicks in the first minute, 1 in the second; user-b: 2 in the first.
+    for (user, ts) in [
+        ("a", 1_000),
+        ("a", 2_000),
+        ("b", 3_000),
+        ("a", 59_999),
+        ("b", 4_000),
+        ("a", 60_000),
+    ] {
+        producer
+            .send(
+                ProducerRecord::new("lines", "click")
+                    .key(user)
+                    .timestamp(ts),
+            )
+            .unwrap();
+    }
+    let store = streams.window_store::<String, i64>("per-minute").unwrap();
+    let deadline = Instant::now() + GIVE_UP;
+    loop {
+        let a = store.fetch(&"a".to_string(), 0, 120_000).unwrap();
+        let b = store.fetch(&"b".to_string(), 0, 120_000).unwrap();
+        if a == vec![(0, 3), (60_000, 1)] && b == vec![(0, 2)] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a: {a:?}, b: {b:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The wrong kind of store is a clear error.
+    assert!(streams.store::<String, i64>("per-minute").is_err());
+    assert!(streams.window_store::<String, i64>("nope").is_err());
+    streams.close().unwrap();
 }

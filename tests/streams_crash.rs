@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::{child_dir, spawn_child, Rng};
 use tidelog::{
     Broker, BrokerConfig, Consumed, Durability, Grouped, LogConfig, LongCodec, Materialized,
-    Producer, ProducerRecord, Produced, Streams, StreamsBuilder, StreamsConfig, StringCodec,
+    Produced, Producer, ProducerRecord, Streams, StreamsBuilder, StreamsConfig, StringCodec,
 };
 
 const LINES: usize = 4_000;
@@ -42,12 +42,20 @@ fn app(broker: &Broker) -> Streams {
     builder
         .stream("lines", Consumed::with(StringCodec, StringCodec))
         .flat_map_values(|line: String| {
-            line.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringCodec, StringCodec))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringCodec, StringCodec),
+        )
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("counts-out", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "counts-out",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let config = StreamsConfig::new("crash-wc")
         .commit_interval(Duration::from_millis(1))
         .max_poll_records(MAX_POLL_RECORDS);
@@ -129,7 +137,11 @@ fn killed_wordcount_counts_at_least_once_with_bounded_repeats() {
         if caught_up {
             break;
         }
-        assert!(Instant::now() < deadline, "did not catch up: {lag:?} {:?}", streams.error());
+        assert!(
+            Instant::now() < deadline,
+            "did not catch up: {lag:?} {:?}",
+            streams.error()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let counts: BTreeMap<String, i64> = streams
@@ -141,15 +153,25 @@ fn killed_wordcount_counts_at_least_once_with_bounded_repeats() {
         .collect();
     streams.close().unwrap();
     let truth = truth();
-    assert_eq!(counts.keys().collect::<Vec<_>>(), truth.keys().collect::<Vec<_>>());
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        truth.keys().collect::<Vec<_>>()
+    );
     let mut over = 0;
     for (word, &n) in &truth {
-        assert!(counts[word] >= n, "`{word}` lost counts: {} < {n}", counts[word]);
+        assert!(
+            counts[word] >= n,
+            "`{word}` lost counts: {} < {n}",
+            counts[word]
+        );
         over += counts[word] - n;
     }
     // Per kill: a poll's lines repeated (each up to 5 words) plus a poll's words repeated, per
     // stream thread's tasks.
     let bound = kills * (MAX_POLL_RECORDS as i64 * MAX_WORDS_PER_LINE + MAX_POLL_RECORDS as i64);
-    assert!(over <= bound, "{over} repeated counts after {kills} kills (bound {bound})");
+    assert!(
+        over <= bound,
+        "{over} repeated counts after {kills} kills (bound {bound})"
+    );
     eprintln!("{kills} kills, {over} counts repeated (bound {bound})");
 }

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use tidelog::{
     Cancellable, Consumed, Error, Grouped, Header, KStream, KTable, KeyValueStore, LongCodec,
     Materialized, Processor, ProcessorContext, Produced, PunctuationType, Repartitioned,
-    StoreBuilder, StreamRecord, StreamsBuilder, StreamsConfig, StringCodec, TestRecord,
-    Topology, TopologyTestDriver,
+    StoreBuilder, StreamRecord, StreamsBuilder, StreamsConfig, StringCodec, TestRecord, Topology,
+    TopologyTestDriver,
 };
 
 /// The application id `TopologyTestDriver::new` uses; internal topics start with it.
@@ -54,10 +54,7 @@ fn string_table(builder: &StreamsBuilder, topic: &str, store: &str) -> KTable<St
     )
 }
 
-fn store_contents<V: tidelog::Data>(
-    driver: &TopologyTestDriver,
-    store: &str,
-) -> Vec<(String, V)> {
+fn store_contents<V: tidelog::Data>(driver: &TopologyTestDriver, store: &str) -> Vec<(String, V)> {
     driver
         .key_value_store::<String, V>(store)
         .unwrap()
@@ -156,7 +153,10 @@ fn map_values_with_key_sees_the_key() {
     let out = driver.output_topic("out", StringCodec, StringCodec);
     assert_eq!(
         out.read_records().unwrap(),
-        vec![rec(s("a"), Some(s("a:x")), 3), rec(s("b"), Some(s("b:y")), 4)]
+        vec![
+            rec(s("a"), Some(s("a:x")), 3),
+            rec(s("b"), Some(s("b:y")), 4)
+        ]
     );
 }
 
@@ -271,7 +271,10 @@ fn peek_sees_every_record_and_passes_it_on_unchanged() {
     let out = driver.output_topic("out", StringCodec, StringCodec);
     assert_eq!(
         out.read_records().unwrap(),
-        vec![rec(s("a"), Some(s("one")), 1), rec(s("c"), Some(s("three")), 3)]
+        vec![
+            rec(s("a"), Some(s("one")), 1),
+            rec(s("c"), Some(s("three")), 3)
+        ]
     );
 }
 
@@ -305,12 +308,17 @@ fn branch_sends_each_record_to_the_first_matching_branch_and_drops_the_rest() {
     ]);
     assert_eq!(branches.len(), 3);
     for (i, branch) in branches.iter().enumerate() {
-        branch.to(&format!("branch-{i}"), Produced::with(StringCodec, LongCodec));
+        branch.to(
+            &format!("branch-{i}"),
+            Produced::with(StringCodec, LongCodec),
+        );
     }
     let driver = driver(builder);
     let input = driver.input_topic("in", StringCodec, LongCodec);
     for (i, value) in [5, -3, 500, 50, 9, -1, 99, 100].into_iter().enumerate() {
-        input.pipe_input_at(format!("r{i}"), value, i as i64).unwrap();
+        input
+            .pipe_input_at(format!("r{i}"), value, i as i64)
+            .unwrap();
     }
     let read = |i: usize| {
         driver
@@ -403,7 +411,10 @@ fn records_without_a_key_get_the_key_decoded_from_no_bytes() {
     let input = driver.input_topic("in", StringCodec, StringCodec);
     input.pipe_value_at(s("v"), 9).unwrap();
     let out = driver.output_topic("out", StringCodec, StringCodec);
-    assert_eq!(out.read_records().unwrap(), vec![rec(s(""), Some(s("v")), 9)]);
+    assert_eq!(
+        out.read_records().unwrap(),
+        vec![rec(s(""), Some(s("v")), 9)]
+    );
 }
 
 #[test]
@@ -467,20 +478,51 @@ fn repartition_topic_takes_the_configured_application_id() {
     strings(&builder, "in")
         .repartition(Repartitioned::default().with_name("again"))
         .to("out", Produced::with(StringCodec, StringCodec));
-    let driver = TopologyTestDriver::with_config(
-        builder.build().unwrap(),
-        &StreamsConfig::new("my-app"),
-        0,
-    )
-    .unwrap();
+    let driver =
+        TopologyTestDriver::with_config(builder.build().unwrap(), &StreamsConfig::new("my-app"), 0)
+            .unwrap();
     driver
         .input_topic("in", StringCodec, StringCodec)
         .pipe_input_at(s("k"), s("v"), 5)
         .unwrap();
     let through = driver.output_topic("my-app-again-repartition", StringCodec, StringCodec);
-    assert_eq!(through.read_records().unwrap(), vec![rec(s("k"), Some(s("v")), 5)]);
+    assert_eq!(
+        through.read_records().unwrap(),
+        vec![rec(s("k"), Some(s("v")), 5)]
+    );
     let out = driver.output_topic("out", StringCodec, StringCodec);
-    assert_eq!(out.read_records().unwrap(), vec![rec(s("k"), Some(s("v")), 5)]);
+    assert_eq!(
+        out.read_records().unwrap(),
+        vec![rec(s("k"), Some(s("v")), 5)]
+    );
+}
+
+#[test]
+fn a_topic_written_and_read_back_is_processed_in_the_same_pipe() {
+    let builder = StreamsBuilder::new();
+    strings(&builder, "in")
+        .map_values(|v| v.to_uppercase())
+        .to("mid", Produced::with(StringCodec, StringCodec));
+    strings(&builder, "mid")
+        .map_values(|v| format!("{v}!"))
+        .to("out", Produced::with(StringCodec, StringCodec));
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.subtopology_count(), 2);
+    let driver = TopologyTestDriver::new(topology).unwrap();
+    driver
+        .input_topic("in", StringCodec, StringCodec)
+        .pipe_input_at(s("k"), s("tea"), 7)
+        .unwrap();
+    let mid = driver.output_topic("mid", StringCodec, StringCodec);
+    assert_eq!(
+        mid.read_records().unwrap(),
+        vec![rec(s("k"), Some(s("TEA")), 7)]
+    );
+    let out = driver.output_topic("out", StringCodec, StringCodec);
+    assert_eq!(
+        out.read_records().unwrap(),
+        vec![rec(s("k"), Some(s("TEA!")), 7)]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,7 +536,10 @@ fn group_by_key_count_into_a_named_store_with_changelog() {
         .group_by_key(Grouped::default())
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("counts-out", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "counts-out",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let topology = builder.build().unwrap();
     // No operator changed keys: no repartition topic.
     assert_eq!(topology.subtopology_count(), 1);
@@ -538,7 +583,10 @@ fn group_by_key_reduce_sums_values_per_key() {
         .group_by_key(Grouped::default())
         .reduce_with(|a, b| a + b, Materialized::named("sums"))
         .to_stream()
-        .to("sums-out", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "sums-out",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let driver = driver(builder);
     let input = driver.input_topic("amounts", StringCodec, LongCodec);
     input.pipe_input_at(s("a"), 5, 1).unwrap();
@@ -603,7 +651,10 @@ fn group_by_a_new_key_repartitions_automatically() {
         )
         .count_with(Materialized::named("page-counts"))
         .to_stream()
-        .to("page-counts-out", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "page-counts-out",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let topology = builder.build().unwrap();
     assert_eq!(topology.subtopology_count(), 2);
     let driver = TopologyTestDriver::new(topology).unwrap();
@@ -672,6 +723,21 @@ fn group_by_key_after_a_key_change_repartitions_too() {
     );
 }
 
+#[test]
+fn materialized_with_logging_disabled_writes_no_changelog() {
+    let builder = StreamsBuilder::new();
+    strings(&builder, "in")
+        .group_by_key(Grouped::default())
+        .count_with(Materialized::named("quiet").with_logging_disabled());
+    let driver = driver(builder);
+    let input = driver.input_topic("in", StringCodec, StringCodec);
+    input.pipe_input_at(s("a"), s("."), 1).unwrap();
+    input.pipe_input_at(s("a"), s("."), 2).unwrap();
+    assert_eq!(store_contents::<i64>(&driver, "quiet"), vec![(s("a"), 2)]);
+    let changelog = driver.output_topic(&format!("{APP}-quiet-changelog"), StringCodec, LongCodec);
+    assert!(changelog.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tables
 // ---------------------------------------------------------------------------------------------
@@ -681,7 +747,10 @@ fn table_upserts_and_tombstones_update_store_and_downstream() {
     let builder = StreamsBuilder::new();
     string_table(&builder, "users", "users-store")
         .to_stream()
-        .to("users-out", Produced::with_tombstones(StringCodec, StringCodec));
+        .to(
+            "users-out",
+            Produced::with_tombstones(StringCodec, StringCodec),
+        );
     let driver = driver(builder);
     let input = driver.input_topic("users", StringCodec, StringCodec);
     input.pipe_input_at(s("u1"), s("alice"), 1).unwrap();
@@ -737,7 +806,10 @@ fn table_source_drops_records_without_a_key() {
         vec![(s("k"), s("v"))]
     );
     let out = driver.output_topic("t-out", StringCodec, StringCodec);
-    assert_eq!(out.read_records().unwrap(), vec![rec(s("k"), Some(s("v")), 2)]);
+    assert_eq!(
+        out.read_records().unwrap(),
+        vec![rec(s("k"), Some(s("v")), 2)]
+    );
 }
 
 #[test]
@@ -751,7 +823,10 @@ fn table_filter_forwards_failing_rows_as_deletions() {
         )
         .filter(|_, price| *price >= 10)
         .to_stream()
-        .to("expensive", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "expensive",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let driver = driver(builder);
     let input = driver.input_topic("prices", StringCodec, LongCodec);
     input.pipe_input_at(s("a"), 5, 1).unwrap();
@@ -859,9 +934,10 @@ fn table_join_updates(kind: TableJoin) -> Vec<TestRecord<String, String>> {
             left.outer_join(&right, |l, r| format!("{}+{}", or_null(l), or_null(r)))
         }
     };
-    joined
-        .to_stream()
-        .to("joined", Produced::with_tombstones(StringCodec, StringCodec));
+    joined.to_stream().to(
+        "joined",
+        Produced::with_tombstones(StringCodec, StringCodec),
+    );
     let driver = driver(builder);
     let l = driver.input_topic("left", StringCodec, StringCodec);
     let r = driver.input_topic("right", StringCodec, StringCodec);
@@ -933,14 +1009,13 @@ fn stream_table_join_outputs() -> (
     let customers = string_table(&builder, "customers", "customers-store");
     let orders = strings(&builder, "orders");
     orders
-        .join(&customers, |order, customer| format!("{order} for {customer}"))
+        .join(&customers, |order, customer| {
+            format!("{order} for {customer}")
+        })
         .to("enriched", Produced::with(StringCodec, StringCodec));
     orders
         .left_join(&customers, |order, customer: Option<&String>| {
-            format!(
-                "{order} for {}",
-                customer.map_or("unknown", String::as_str)
-            )
+            format!("{order} for {}", customer.map_or("unknown", String::as_str))
         })
         .to("enriched-left", Produced::with(StringCodec, StringCodec));
     let driver = driver(builder);
@@ -1019,6 +1094,32 @@ fn stream_table_join_reads_through_table_filters_and_repartitions_a_rekeyed_stre
     assert_eq!(
         out.read_records().unwrap(),
         vec![rec(s("c1"), Some(s("c1:tea@GOLD")), 3)]
+    );
+}
+
+#[test]
+fn stream_table_join_against_a_table_table_join_reads_both_stores() {
+    let builder = StreamsBuilder::new();
+    let regions = string_table(&builder, "regions", "regions-store");
+    let plans = string_table(&builder, "plans", "plans-store");
+    let profiles = regions.join(&plans, |region, plan| format!("{plan}/{region}"));
+    strings(&builder, "clicks")
+        .join(&profiles, |page, profile| format!("{page} by {profile}"))
+        .to("enriched", Produced::with(StringCodec, StringCodec));
+    let driver = driver(builder);
+    let r = driver.input_topic("regions", StringCodec, StringCodec);
+    let p = driver.input_topic("plans", StringCodec, StringCodec);
+    let c = driver.input_topic("clicks", StringCodec, StringCodec);
+    r.pipe_input_at(s("u1"), s("eu"), 1).unwrap();
+    c.pipe_input_at(s("u1"), s("/a"), 2).unwrap();
+    p.pipe_input_at(s("u1"), s("pro"), 3).unwrap();
+    c.pipe_input_at(s("u1"), s("/b"), 4).unwrap();
+    r.pipe_tombstone_at(s("u1"), 5).unwrap();
+    c.pipe_input_at(s("u1"), s("/c"), 6).unwrap();
+    let out = driver.output_topic("enriched", StringCodec, StringCodec);
+    assert_eq!(
+        out.read_records().unwrap(),
+        vec![rec(s("u1"), Some(s("/b by pro/eu")), 4)]
     );
 }
 
@@ -1171,8 +1272,7 @@ fn ticker_driver(kind: PunctuationType, interval: Duration, wall_clock: i64) -> 
 }
 
 #[test]
-fn stream_time_punctuation_fires_at_the_first_record_then_each_interval_at_most_once_per_record()
-{
+fn stream_time_punctuation_fires_at_the_first_record_then_each_interval_at_most_once_per_record() {
     let driver = ticker_driver(PunctuationType::StreamTime, Duration::from_secs(10), 0);
     let input = driver.input_topic("in", StringCodec, StringCodec);
     let ticks = driver.output_topic("ticks", StringCodec, LongCodec);
@@ -1201,7 +1301,11 @@ fn stream_time_punctuation_fires_at_the_first_record_then_each_interval_at_most_
 #[test]
 fn wall_clock_punctuation_fires_when_the_driver_clock_advances_until_cancelled() {
     let start = 1_000_000;
-    let driver = ticker_driver(PunctuationType::WallClockTime, Duration::from_secs(60), start);
+    let driver = ticker_driver(
+        PunctuationType::WallClockTime,
+        Duration::from_secs(60),
+        start,
+    );
     let input = driver.input_topic("in", StringCodec, StringCodec);
     let ticks = driver.output_topic("ticks", StringCodec, LongCodec);
     // Records, even far in event time, do not fire wall-clock punctuations.
@@ -1370,7 +1474,10 @@ fn topology_display_names_sub_topologies_nodes_and_topics() {
         )
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("counts-out", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "counts-out",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     let topology = builder.build().unwrap();
     let expected = "\
 Topologies:
@@ -1514,13 +1621,33 @@ fn build_refuses_an_implicit_join_repartition_without_a_key_codec() {
     let customers = string_table(&builder, "customers", "customers-store");
     strings(&builder, "orders")
         .select_key(|_, v| v.clone())
-        .join(&customers, |order, customer| format!("{order} for {customer}"))
+        .join(&customers, |order, customer| {
+            format!("{order} for {customer}")
+        })
         .to("out", Produced::with(StringCodec, StringCodec));
     let message = invalid_topology(builder);
     assert!(
         message.contains("needs codecs") && message.contains("Repartitioned::with"),
         "{message}"
     );
+}
+
+#[test]
+fn build_refuses_a_cycle_through_topics() {
+    let builder = StreamsBuilder::new();
+    strings(&builder, "a").to("b", Produced::with(StringCodec, StringCodec));
+    strings(&builder, "b").to("a", Produced::with(StringCodec, StringCodec));
+    let message = invalid_topology(builder);
+    assert!(message.contains("cycle"), "{message}");
+}
+
+#[test]
+fn build_refuses_a_topic_read_by_two_unconnected_parts() {
+    let builder = StreamsBuilder::new();
+    strings(&builder, "in").to("out1", Produced::with(StringCodec, StringCodec));
+    strings(&builder, "in").to("out2", Produced::with(StringCodec, StringCodec));
+    let message = invalid_topology(builder);
+    assert!(message.contains("`in` is read by two"), "{message}");
 }
 
 #[test]

@@ -36,7 +36,9 @@ fn driver_with(
 }
 
 fn pipe(input: &TestInputTopic<String, String>, key: &str, t: i64) {
-    input.pipe_input_at(key.to_string(), "v".to_string(), t).unwrap();
+    input
+        .pipe_input_at(key.to_string(), "v".to_string(), t)
+        .unwrap();
 }
 
 /// (key, start, end, count, timestamp) of every record not read yet.
@@ -46,7 +48,13 @@ fn read(out: &Out) -> Vec<(String, i64, i64, i64, i64)> {
         .into_iter()
         .map(|r| {
             let value = r.value.expect("no tombstones from time windows");
-            (r.key.key, r.key.window.start, r.key.window.end, value, r.timestamp)
+            (
+                r.key.key,
+                r.key.window.start,
+                r.key.window.end,
+                value,
+                r.timestamp,
+            )
         })
         .collect()
 }
@@ -62,7 +70,10 @@ fn tumbling_counts_with_result_timestamps() {
         .windowed_by(TimeWindows::of_size_with_grace(ms(10), ms(100)).unwrap())
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec),
+        );
     let (driver, input, out) = driver_with(builder, 10);
     pipe(&input, "a", 3);
     pipe(&input, "a", 9);
@@ -109,7 +120,11 @@ fn tumbling_counts_with_result_timestamps() {
     let key: bytes::Bytes = first.key;
     assert_eq!(&key[..], &[b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
     let value: bytes::Bytes = first.value.unwrap();
-    assert_eq!(&value[..8], &3i64.to_be_bytes(), "timestamp first (ValueAndTimestamp)");
+    assert_eq!(
+        &value[..8],
+        &3i64.to_be_bytes(),
+        "timestamp first (ValueAndTimestamp)"
+    );
 }
 
 #[test]
@@ -123,7 +138,10 @@ fn hopping_counts() {
         .windowed_by(windows)
         .count()
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec),
+        );
     let (_driver, input, out) = driver_with(builder, 10);
     pipe(&input, "a", 2); // [0,10)
     pipe(&input, "a", 7); // [0,10) [5,15)
@@ -139,7 +157,10 @@ fn late_records_beyond_grace_are_dropped_and_counted() {
         .windowed_by(TimeWindows::of_size_with_grace(ms(10), ms(5)).unwrap())
         .count()
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec),
+        );
     let (driver, input, out) = driver_with(builder, 10);
     pipe(&input, "a", 1);
     pipe(&input, "a", 14); // stream time 14: [0,10) open until 15
@@ -160,7 +181,10 @@ fn emit_final_results_once_when_windows_close() {
         .emit_strategy(EmitStrategy::OnWindowClose)
         .count()
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec),
+        );
     let (driver, input, out) = driver_with(builder, 10);
     pipe(&input, "a", 1);
     pipe(&input, "a", 5);
@@ -174,7 +198,10 @@ fn emit_final_results_once_when_windows_close() {
     pipe(&input, "c", 21); // nothing new closes ([10,20) closes at 22)
     assert!(out.is_empty());
     pipe(&input, "c", 40);
-    assert_eq!(read(&out), [(s("a"), 10, 20, 2, 12), (s("c"), 20, 30, 1, 21)]);
+    assert_eq!(
+        read(&out),
+        [(s("a"), 10, 20, 2, 12), (s("c"), 20, 30, 1, 21)]
+    );
     assert_eq!(driver.metrics().dropped_late, 1);
 }
 
@@ -182,12 +209,13 @@ fn emit_final_results_once_when_windows_close() {
 fn sliding_windows_follow_the_records() {
     let builder = StreamsBuilder::new();
     grouped(&builder)
-        .windowed_by_sliding(
-            SlidingWindows::of_time_difference_with_grace(ms(10), ms(20)).unwrap(),
-        )
+        .windowed_by_sliding(SlidingWindows::of_time_difference_with_grace(ms(10), ms(20)).unwrap())
         .count()
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(10)), LongCodec),
+        );
     let (driver, input, out) = driver_with(builder, 10);
     let step = |t: i64| {
         pipe(&input, "a", t);
@@ -221,16 +249,27 @@ fn session_windows_merge_and_forward_tombstones() {
         .windowed_by_session(SessionWindows::of_inactivity_gap_with_grace(ms(10), ms(30)).unwrap())
         .count_with(Materialized::named("sessions"))
         .to_stream()
-        .to("out", Produced::with_tombstones(SessionWindowedCodec::new(StringCodec), LongCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(SessionWindowedCodec::new(StringCodec), LongCodec),
+        );
     let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let input = driver.input_topic("in", StringCodec, StringCodec);
     let out = driver.output_topic("out", SessionWindowedCodec::new(StringCodec), LongCodec);
-    let mut step = |key: &str, t: i64| {
+    let step = |key: &str, t: i64| {
         pipe(&input, key, t);
         out.read_records()
             .unwrap()
             .into_iter()
-            .map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value, r.timestamp))
+            .map(|r| {
+                (
+                    r.key.key,
+                    r.key.window.start,
+                    r.key.window.end,
+                    r.value,
+                    r.timestamp,
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(step("a", 0), [(s("a"), 0, 0, Some(1), 0)]);
@@ -253,7 +292,12 @@ fn session_windows_merge_and_forward_tombstones() {
     assert_eq!(step("a", 20), [(s("a"), 0, 25, Some(5), 25)]);
     let store = driver.session_store::<String, i64>("sessions").unwrap();
     let sessions = |key: &str| -> Vec<(Window, i64)> {
-        store.fetch(&s(key)).unwrap().into_iter().map(|(k, v)| (k.window, v)).collect()
+        store
+            .fetch(&s(key))
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.window, v))
+            .collect()
     };
     assert_eq!(sessions("a"), [(Window::new(0, 25), 5)]);
     assert_eq!(sessions("b"), [(Window::new(7, 7), 1)]);
@@ -278,15 +322,22 @@ fn session_emit_final_and_aggregate_with_merger() {
             Materialized::with(StringCodec, StringCodec),
         )
         .to_stream()
-        .to("out", Produced::with_tombstones(SessionWindowedCodec::new(StringCodec), StringCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(SessionWindowedCodec::new(StringCodec), StringCodec),
+        );
     let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let input = driver.input_topic("in", StringCodec, StringCodec);
     let out = driver.output_topic("out", SessionWindowedCodec::new(StringCodec), StringCodec);
     for (value, t) in [("x", 0), ("y", 8), ("z", 30)] {
         input.pipe_input_at(s("k"), s(value), t).unwrap();
     }
-    let got: Vec<(Window, Option<String>)> =
-        out.read_records().unwrap().into_iter().map(|r| (r.key.window, r.value)).collect();
+    let got: Vec<(Window, Option<String>)> = out
+        .read_records()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.window, r.value))
+        .collect();
     // Only the final session [0, 8] (8 + gap 10 < 30); extending [0, 0] used the merger.
     assert_eq!(got, [(Window::new(0, 8), Some(s("|xy")))]);
 }
@@ -298,20 +349,31 @@ fn reduce_in_windows_and_bad_specs() {
         .windowed_by(TimeWindows::of_size_no_grace(ms(100)).unwrap())
         .reduce(|a, b| format!("{a},{b}"))
         .to_stream()
-        .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(100)), StringCodec));
+        .to(
+            "out",
+            Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(100)), StringCodec),
+        );
     let driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let input = driver.input_topic("in", StringCodec, StringCodec);
     for (v, t) in [("1", 10), ("2", 20), ("3", 150)] {
         input.pipe_input_at(s("k"), s(v), t).unwrap();
     }
     let out = driver.output_topic("out", WindowedCodec::new(StringCodec, ms(100)), StringCodec);
-    let got: Vec<String> = out.read_key_values().unwrap().into_iter().map(|(_, v)| v).collect();
+    let got: Vec<String> = out
+        .read_key_values()
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(got, ["1", "1,2", "3"]);
 
     assert!(TimeWindows::of_size_no_grace(Duration::ZERO).is_err());
     assert!(SlidingWindows::of_time_difference_without_grace(Duration::ZERO).is_err());
     assert!(SessionWindows::of_inactivity_gap_with_no_grace(Duration::ZERO).is_err());
-    assert!(TimeWindows::of_size_no_grace(ms(10)).unwrap().advance_by(ms(20)).is_err());
+    assert!(TimeWindows::of_size_no_grace(ms(10))
+        .unwrap()
+        .advance_by(ms(20))
+        .is_err());
 }
 
 #[test]
@@ -425,5 +487,69 @@ proptest! {
         prop_assert_eq!(finals, model.closed());
         // Both aggregations drop the same late records.
         prop_assert_eq!(driver.metrics().dropped_late, 2 * model.dropped);
+    }
+}
+
+/// The sliding windows of one key that Kafka's definition gives for `records`, with counts:
+/// each record's left window `[t - diff, t]` (`[0, diff]` for records before `diff`) and each
+/// record's right window `[t + 1, t + 1 + diff]` when it holds a record.
+fn sliding_model(records: &[i64], diff: i64) -> BTreeMap<i64, i64> {
+    let count = |start: i64| {
+        records
+            .iter()
+            .filter(|&&r| start <= r && r <= start + diff)
+            .count() as i64
+    };
+    let mut windows = BTreeMap::new();
+    for &r in records {
+        let left = if r < diff { 0 } else { r - diff };
+        windows.insert(left, count(left));
+        if count(r + 1) > 0 {
+            windows.insert(r + 1, count(r + 1));
+        }
+    }
+    windows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sliding_counts_match_the_model(
+        diff in 1i64..20,
+        records in prop::collection::vec((0usize..2, 0i64..120), 1..40),
+    ) {
+        let builder = StreamsBuilder::new();
+        grouped(&builder)
+            .windowed_by_sliding(
+                SlidingWindows::of_time_difference_with_grace(ms(diff as u64), ms(1_000)).unwrap(),
+            )
+            .count_with(Materialized::named("sliding"))
+            .to_stream()
+            .to("out", Produced::with_tombstones(WindowedCodec::new(StringCodec, ms(diff as u64)), LongCodec));
+        let (driver, input, out) = driver_with(builder, diff as u64);
+        for (key, t) in &records {
+            pipe(&input, ["a", "b"][*key], *t);
+        }
+        // The latest update of each window is its count.
+        let mut latest = BTreeMap::new();
+        for (key, start, end, count, _) in read(&out) {
+            prop_assert_eq!(end, start + diff);
+            latest.insert((key, start), count);
+        }
+        let store = driver.window_store::<String, i64>("sliding").unwrap();
+        for (i, key) in ["a", "b"].into_iter().enumerate() {
+            let times: Vec<i64> = records.iter().filter(|(k, _)| *k == i).map(|(_, t)| *t).collect();
+            let expected = sliding_model(&times, diff);
+            let stored: BTreeMap<i64, i64> = store.fetch(&s(key), 0, i64::MAX).unwrap().into_iter().collect();
+            prop_assert_eq!(&stored, &expected, "key {}", key);
+            let forwarded: BTreeMap<i64, i64> = latest
+                .iter()
+                .filter(|((k, _), _)| k == key)
+                .map(|((_, start), c)| (*start, *c))
+                .collect();
+            prop_assert_eq!(&forwarded, &expected, "key {}", key);
+        }
+        prop_assert_eq!(driver.metrics().dropped_late, 0);
     }
 }

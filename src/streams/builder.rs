@@ -20,9 +20,7 @@ use crate::streams::node::Data;
 use crate::streams::processor::StreamRecord;
 use crate::streams::store::kv::KvStore;
 use crate::streams::store::{KeyValueStore, StoreBuilder};
-use crate::streams::topology::{
-    GraphBuilder, NodeKind, RawRecord, SourceNode, Topology, TopicRef,
-};
+use crate::streams::topology::{GraphBuilder, NodeKind, RawRecord, SourceNode, TopicRef, Topology};
 
 /// Builds a topology with the DSL (Kafka's `StreamsBuilder`): read topics as a [`KStream`] or a
 /// [`KTable`], chain operators, write results with [`KStream::to`], then [`build`](Self::build).
@@ -98,10 +96,12 @@ impl StreamsBuilder {
             .name
             .clone()
             .unwrap_or_else(|| graph.name("KTABLE-SOURCE"));
-        let store_name = materialized
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{topic}-STATE-STORE-{}", graph.name("").trim_start_matches('-')));
+        let store_name = materialized.name.clone().unwrap_or_else(|| {
+            format!(
+                "{topic}-STATE-STORE-{}",
+                graph.name("").trim_start_matches('-')
+            )
+        });
         let keys = materialized
             .keys
             .clone()
@@ -110,8 +110,11 @@ impl StreamsBuilder {
             .values
             .clone()
             .unwrap_or_else(|| Arc::clone(&consumed.values));
-        let mut store =
-            StoreBuilder::key_value_with(store_name.clone(), Arc::clone(&keys), Arc::clone(&values));
+        let mut store = StoreBuilder::key_value_with(
+            store_name.clone(),
+            Arc::clone(&keys),
+            Arc::clone(&values),
+        );
         store.logged = materialized.logged;
         graph.add_store(store);
         let (ck, cv) = (consumed.keys, consumed.values);
@@ -247,9 +250,10 @@ pub(crate) fn decode_or_skip<T>(
         Err(e) => Err(Error::StreamsFailed(format!(
             "task {}: cannot decode a record of {}: {e}",
             ctx.task_id,
-            ctx.record
-                .as_ref()
-                .map_or_else(|| "a punctuation".to_string(), |m| format!("{}-{} at offset {}", m.topic, m.partition, m.offset)),
+            ctx.record.as_ref().map_or_else(
+                || "a punctuation".to_string(),
+                |m| format!("{}-{} at offset {}", m.topic, m.partition, m.offset)
+            ),
         ))),
     }
 }
@@ -328,7 +332,10 @@ impl<K, V: 'static> Produced<K, Option<V>> {
         Produced {
             keys: codec_ref(keys),
             values: Arc::new(move |v: &Option<V>| {
-                v.as_ref().map(|v| values.encode(v)).transpose().map_err(Into::into)
+                v.as_ref()
+                    .map(|v| values.encode(v))
+                    .transpose()
+                    .map_err(Into::into)
             }),
             name: None,
         }

@@ -55,7 +55,11 @@ impl TopologyTestDriver {
 
     /// A driver with `config`'s application id and decoding policy, wall clock starting at
     /// `wall_clock_ms` (milliseconds since the Unix epoch).
-    pub fn with_config(topology: Topology, config: &StreamsConfig, wall_clock_ms: i64) -> Result<Self> {
+    pub fn with_config(
+        topology: Topology,
+        config: &StreamsConfig,
+        wall_clock_ms: i64,
+    ) -> Result<Self> {
         config.validate()?;
         let application_id: Arc<str> = Arc::from(config.application_id.as_str());
         let tasks = (0..topology.inner.subtopologies.len() as u32)
@@ -134,10 +138,15 @@ impl TopologyTestDriver {
         let state = self.state.borrow();
         for task in &state.tasks {
             if task.ctx.stores.contains_key(name) {
-                return task.ctx.store::<KvStore<K, V>>(name).map(KeyValueStore::from_inner);
+                return task
+                    .ctx
+                    .store::<KvStore<K, V>>(name)
+                    .map(KeyValueStore::from_inner);
             }
         }
-        Err(Error::InvalidArgument(format!("the topology has no state store `{name}`")))
+        Err(Error::InvalidArgument(format!(
+            "the topology has no state store `{name}`"
+        )))
     }
 
     /// Counters summed over the driver's tasks (late records dropped, ...).
@@ -161,7 +170,9 @@ impl TopologyTestDriver {
                 return f(&task.ctx);
             }
         }
-        Err(Error::InvalidArgument(format!("the topology has no state store `{name}`")))
+        Err(Error::InvalidArgument(format!(
+            "the topology has no state store `{name}`"
+        )))
     }
 }
 

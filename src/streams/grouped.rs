@@ -150,7 +150,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 stores: Vec::new(),
             };
         };
-        let mut store = StoreBuilder::key_value_with(name.clone(), Arc::clone(&keys), Arc::clone(&values));
+        let mut store =
+            StoreBuilder::key_value_with(name.clone(), Arc::clone(&keys), Arc::clone(&values));
         store.logged = materialized.logged;
         graph.borrow_mut().add_store(store);
         let store_name = name.clone();

@@ -41,6 +41,7 @@ use crate::streams::kstream::{add_node, KStream};
 use crate::streams::node::{fn_node, Data, Downstream, Node};
 use crate::streams::processor::StreamRecord;
 use crate::streams::store::window::{WinStore, WindowStoreSpec};
+use crate::streams::topology::{GraphBuilder, Instantiator};
 use crate::streams::window::JoinWindows;
 use crate::streams::windowed::window_store_builder;
 
@@ -143,17 +144,24 @@ impl<K: Data, V: Data> KStream<K, V> {
         other: &KStream<K, V2>,
         joiner: impl Fn(&V, &V2) -> VR + Send + Sync + 'static,
         windows: JoinWindows,
-        joined: StreamJoined<K, V, V2>,
+        stream_joined: StreamJoined<K, V, V2>,
     ) -> KStream<K, VR> {
         let joiner: Joiner<V, V2, VR> = Arc::new(move |l, r| match (l, r) {
             (Some(l), Some(r)) => Some(joiner(l, r)),
             _ => None,
         });
-        let outer = Outerness {
+        let unmatched = Outerness {
             left: false,
             right: false,
         };
-        self.stream_join(other, joiner, windows, joined, outer, "KSTREAM-JOIN")
+        self.stream_join(
+            other,
+            joiner,
+            windows,
+            stream_joined,
+            unmatched,
+            "KSTREAM-JOIN",
+        )
     }
 
     /// Left join within `windows` (Kafka's stream-stream `leftJoin`): like
@@ -164,14 +172,21 @@ impl<K: Data, V: Data> KStream<K, V> {
         other: &KStream<K, V2>,
         joiner: impl Fn(&V, Option<&V2>) -> VR + Send + Sync + 'static,
         windows: JoinWindows,
-        joined: StreamJoined<K, V, V2>,
+        stream_joined: StreamJoined<K, V, V2>,
     ) -> KStream<K, VR> {
         let joiner: Joiner<V, V2, VR> = Arc::new(move |l, r| l.map(|l| joiner(l, r)));
-        let outer = Outerness {
+        let unmatched = Outerness {
             left: true,
             right: false,
         };
-        self.stream_join(other, joiner, windows, joined, outer, "KSTREAM-LEFTJOIN")
+        self.stream_join(
+            other,
+            joiner,
+            windows,
+            stream_joined,
+            unmatched,
+            "KSTREAM-LEFTJOIN",
+        )
     }
 
     /// Outer join within `windows` (Kafka's stream-stream `outerJoin`): like
@@ -181,14 +196,30 @@ impl<K: Data, V: Data> KStream<K, V> {
         other: &KStream<K, V2>,
         joiner: impl Fn(Option<&V>, Option<&V2>) -> VR + Send + Sync + 'static,
         windows: JoinWindows,
-        joined: StreamJoined<K, V, V2>,
+        stream_joined: StreamJoined<K, V, V2>,
     ) -> KStream<K, VR> {
         let joiner: Joiner<V, V2, VR> = Arc::new(move |l, r| Some(joiner(l, r)));
-        let outer = Outerness {
+        let unmatched = Outerness {
             left: true,
             right: true,
         };
-        self.stream_join(other, joiner, windows, joined, outer, "KSTREAM-OUTERJOIN")
+        self.stream_join(
+            other,
+            joiner,
+            windows,
+            stream_joined,
+            unmatched,
+            "KSTREAM-OUTERJOIN",
+        )
+    }
+
+    /// This stream, repartitioned first if its keys may have changed.
+    fn partitioned_by_key(&self, keys: &CodecRef<K>, values: &CodecRef<V>) -> Self {
+        if self.key_changed {
+            self.through_internal(None, None, Some(Arc::clone(keys)), Some(Arc::clone(values)))
+        } else {
+            self.clone()
+        }
     }
 
     fn stream_join<V2: Data, VR: Data>(
@@ -196,17 +227,17 @@ impl<K: Data, V: Data> KStream<K, V> {
         other: &KStream<K, V2>,
         joiner: Joiner<V, V2, VR>,
         windows: JoinWindows,
-        joined: StreamJoined<K, V, V2>,
-        outer: Outerness,
+        stream_joined: StreamJoined<K, V, V2>,
+        unmatched: Outerness,
         prefix: &str,
     ) -> KStream<K, VR> {
-        let keys = joined
+        let keys = stream_joined
             .keys
             .or_else(|| self.keys.clone())
             .or_else(|| other.keys.clone());
-        let values = joined.values.or_else(|| self.values.clone());
-        let other_values = joined.other_values.or_else(|| other.values.clone());
-        let base = joined
+        let values = stream_joined.values.or_else(|| self.values.clone());
+        let other_values = stream_joined.other_values.or_else(|| other.values.clone());
+        let base = stream_joined
             .name
             .unwrap_or_else(|| self.graph.borrow_mut().name(prefix));
         let (Some(keys), Some(values), Some(other_values)) = (keys, values, other_values) else {
@@ -217,74 +248,28 @@ impl<K: Data, V: Data> KStream<K, V> {
             ));
             return KStream::new(Rc::clone(&self.graph), self.node, None, None);
         };
-        let this = if self.key_changed {
-            self.through_internal(None, None, Some(Arc::clone(&keys)), Some(Arc::clone(&values)))
-        } else {
-            self.clone()
-        };
-        let that = if other.key_changed {
-            other.through_internal(
-                None,
-                None,
-                Some(Arc::clone(&keys)),
-                Some(Arc::clone(&other_values)),
-            )
-        } else {
-            other.clone()
-        };
-        let retention = windows
-            .before_ms()
-            .saturating_add(windows.after_ms())
-            .saturating_add(windows.grace_ms());
-        let spec = WindowStoreSpec {
-            retention_ms: retention,
-            window_size_ms: 0,
-            retain_duplicates: true,
-            timestamped: false,
-        };
-        let this_store = format!("{base}-this-join-store");
-        let other_store = format!("{base}-other-join-store");
-        let outer_store = format!("{base}-outer-shared-join-store");
-        let mut stores = vec![this_store.clone(), other_store.clone()];
-        {
+        let this = self.partitioned_by_key(&keys, &values);
+        let that = other.partitioned_by_key(&keys, &other_values);
+        let with_outer = unmatched.left || unmatched.right;
+        let names = {
             let mut g = self.graph.borrow_mut();
-            g.add_store(window_store_builder(
-                this_store.clone(),
-                joined.logged,
-                spec,
-                Arc::clone(&keys),
-                Arc::clone(&values),
-            ));
-            g.add_store(window_store_builder(
-                other_store.clone(),
-                joined.logged,
-                spec,
-                Arc::clone(&keys),
-                Arc::clone(&other_values),
-            ));
-            if outer.left || outer.right {
-                g.add_store(window_store_builder::<Bytes, Bytes>(
-                    outer_store.clone(),
-                    joined.logged,
-                    spec,
-                    codec_ref(BytesCodec),
-                    codec_ref(BytesCodec),
-                ));
-                stores.push(outer_store.clone());
-            }
             let mut group = g.source_topics_of(this.node);
             group.extend(g.source_topics_of(that.node));
             g.copartition.push(group);
-        }
-        let names = Arc::new(StoreNames {
-            this: this_store,
-            other: other_store,
-            outer: (outer.left || outer.right).then_some(outer_store),
-        });
+            Arc::new(add_join_stores(
+                &mut g,
+                &base,
+                stream_joined.logged,
+                windows,
+                with_outer,
+                (&keys, &values, &other_values),
+            ))
+        };
+        let stores = names.all();
         let make_state = {
             let names = Arc::clone(&names);
             let (keys, values, other_values) = (keys.clone(), values.clone(), other_values.clone());
-            move |inst: &mut crate::streams::topology::Instantiator<'_>,
+            move |inst: &mut Instantiator<'_>,
                   down: Downstream<K, VR>|
                   -> Result<JoinState<K, V, V2, VR>> {
                 Ok(JoinState {
@@ -298,7 +283,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     values: Arc::clone(&values),
                     other_values: Arc::clone(&other_values),
                     windows,
-                    outer,
+                    unmatched,
                     joiner: Arc::clone(&joiner),
                     down,
                 })
@@ -330,7 +315,9 @@ impl<K: Data, V: Data> KStream<K, V> {
             &format!("{prefix}-MERGE"),
             Vec::new(),
             |_, mut down: Downstream<K, VR>| {
-                Ok(fn_node(move |ctx, r: StreamRecord<K, VR>| down.forward(ctx, r)))
+                Ok(fn_node(move |ctx, r: StreamRecord<K, VR>| {
+                    down.forward(ctx, r)
+                }))
             },
         );
         KStream::new(Rc::clone(&self.graph), merge, Some(keys), None)
@@ -341,6 +328,63 @@ struct StoreNames {
     this: String,
     other: String,
     outer: Option<String>,
+}
+
+impl StoreNames {
+    fn all(&self) -> Vec<String> {
+        let mut all = vec![self.this.clone(), self.other.clone()];
+        all.extend(self.outer.clone());
+        all
+    }
+}
+
+/// Adds the join's buffers (and the store of partnerless records when `with_outer`).
+fn add_join_stores<K: Data, V: Data, V2: Data>(
+    graph: &mut GraphBuilder,
+    base: &str,
+    logged: bool,
+    windows: JoinWindows,
+    with_outer: bool,
+    (keys, values, other_values): (&CodecRef<K>, &CodecRef<V>, &CodecRef<V2>),
+) -> StoreNames {
+    let spec = WindowStoreSpec {
+        retention_ms: windows
+            .before_ms()
+            .saturating_add(windows.after_ms())
+            .saturating_add(windows.grace_ms()),
+        window_size_ms: 0,
+        retain_duplicates: true,
+        timestamped: false,
+    };
+    let names = StoreNames {
+        this: format!("{base}-this-join-store"),
+        other: format!("{base}-other-join-store"),
+        outer: with_outer.then(|| format!("{base}-outer-shared-join-store")),
+    };
+    graph.add_store(window_store_builder(
+        names.this.clone(),
+        logged,
+        spec,
+        Arc::clone(keys),
+        Arc::clone(values),
+    ));
+    graph.add_store(window_store_builder(
+        names.other.clone(),
+        logged,
+        spec,
+        Arc::clone(keys),
+        Arc::clone(other_values),
+    ));
+    if let Some(outer) = &names.outer {
+        graph.add_store(window_store_builder::<Bytes, Bytes>(
+            outer.clone(),
+            logged,
+            spec,
+            codec_ref(BytesCodec),
+            codec_ref(BytesCodec),
+        ));
+    }
+    names
 }
 
 const LEFT: u8 = 0;
@@ -362,7 +406,7 @@ struct JoinState<K, V, V2, VR> {
     values: CodecRef<V>,
     other_values: CodecRef<V2>,
     windows: JoinWindows,
-    outer: Outerness,
+    unmatched: Outerness,
     joiner: Joiner<V, V2, VR>,
     down: Downstream<K, VR>,
 }
@@ -438,9 +482,9 @@ impl<K: Data, V: Data, V2: Data, VR: Data> Node<K, V> for LeftSide<K, V, V2, VR>
         s.emit_unmatched(ctx, stream_time)?;
         let key = s.left.encode_key(&record.key)?;
         let seq = s.left.put_raw(key.clone(), t, &record.value, t)?;
-        let partners = s
-            .right
-            .fetch_raw(&key, t.saturating_sub(before), t.saturating_add(after))?;
+        let partners =
+            s.right
+                .fetch_raw(&key, t.saturating_sub(before), t.saturating_add(after))?;
         for (time, other_seq, _, other) in &partners {
             if let Some(outer) = &s.outer_store {
                 outer.remove_raw(outer_key(RIGHT, &key), *time, *other_seq);
@@ -451,7 +495,7 @@ impl<K: Data, V: Data, V2: Data, VR: Data> Node<K, V> for LeftSide<K, V, V2, VR>
                 s.down.forward(ctx, out)?;
             }
         }
-        if partners.is_empty() && s.outer.left {
+        if partners.is_empty() && s.unmatched.left {
             if let Some(outer) = &s.outer_store {
                 let value = s.values.encode(&record.value)?;
                 outer.put_seq(outer_key(LEFT, &key), t, seq, &value, t)?;
@@ -467,7 +511,10 @@ impl<K: Data, V: Data, V2: Data, VR: Data> Node<K, V2> for RightSide<K, V, V2, V
         let t = record.timestamp;
         let stream_time = s.stream_time(t);
         let (before, after) = (s.windows.before_ms(), s.windows.after_ms());
-        if t.saturating_add(before).saturating_add(s.windows.grace_ms()) < stream_time {
+        if t.saturating_add(before)
+            .saturating_add(s.windows.grace_ms())
+            < stream_time
+        {
             ctx.metrics.dropped_late += 1;
             return Ok(());
         }
@@ -487,7 +534,7 @@ impl<K: Data, V: Data, V2: Data, VR: Data> Node<K, V2> for RightSide<K, V, V2, V
                 s.down.forward(ctx, out)?;
             }
         }
-        if partners.is_empty() && s.outer.right {
+        if partners.is_empty() && s.unmatched.right {
             if let Some(outer) = &s.outer_store {
                 let value = s.other_values.encode(&record.value)?;
                 outer.put_seq(outer_key(RIGHT, &key), t, seq, &value, t)?;

@@ -117,10 +117,16 @@ impl<K: Data, V: Data> KStream<K, V> {
             + 'static,
     ) -> usize {
         let step = Arc::new(step);
-        add_node(&self.graph, vec![self.node], prefix, Vec::new(), move |_, mut down| {
-            let step = Arc::clone(&step);
-            Ok(fn_node(move |ctx, record| step(ctx, record, &mut down)))
-        })
+        add_node(
+            &self.graph,
+            vec![self.node],
+            prefix,
+            Vec::new(),
+            move |_, mut down| {
+                let step = Arc::clone(&step);
+                Ok(fn_node(move |ctx, record| step(ctx, record, &mut down)))
+            },
+        )
     }
 
     /// Keeps the records for which `predicate` holds.
@@ -190,12 +196,15 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, V2> {
         let id = self.step("KSTREAM-MAPVALUES", move |ctx, r, down| {
             let value = mapper(&r.key, r.value);
-            down.forward(ctx, StreamRecord {
-                key: r.key,
-                value,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            })
+            down.forward(
+                ctx,
+                StreamRecord {
+                    key: r.key,
+                    value,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                },
+            )
         });
         self.derive(id, self.keys.clone(), None, false)
     }
@@ -245,12 +254,15 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K2, V> {
         let id = self.step("KSTREAM-KEY-SELECT", move |ctx, r, down| {
             let key = selector(&r.key, &r.value);
-            down.forward(ctx, StreamRecord {
-                key,
-                value: r.value,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            })
+            down.forward(
+                ctx,
+                StreamRecord {
+                    key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                },
+            )
         });
         self.derive(id, None, self.values.clone(), true)
     }
@@ -327,7 +339,10 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     pub(crate) fn sink(&self, topic: TopicRef, produced: Produced<K, V>) {
         let mut g = self.graph.borrow_mut();
-        let name = produced.name.clone().unwrap_or_else(|| g.name("KSTREAM-SINK"));
+        let name = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| g.name("KSTREAM-SINK"));
         let (keys, values) = (produced.keys, produced.values);
         let target = topic.clone();
         g.add(
@@ -484,13 +499,25 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Joins each record with the value of its key in `table` (Kafka's stream-table `join`):
     /// records whose key is not in the table are dropped. Both must be partitioned alike (same
-    /// partition count, same keys); the stream is repartitioned first if its keys changed.
+    /// partition count, same keys); the stream is repartitioned first if its keys changed
+    /// (with the stream's codecs; after a type change give them with
+    /// [`join_with`](Self::join_with)).
     pub fn join<VT: Data, VR: Data>(
         &self,
         table: &KTable<K, VT>,
         joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.table_join(table, "KSTREAM-JOIN", move |v, t: Option<&VT>| {
+        self.join_with(table, joiner, Joined::default())
+    }
+
+    /// [`join`](Self::join) with codecs for the repartition topic (Kafka's `Joined`).
+    pub fn join_with<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+        options: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        self.table_join(table, "KSTREAM-JOIN", options, move |v, t: Option<&VT>| {
             t.map(|t| joiner(v, t))
         })
     }
@@ -502,17 +529,35 @@ impl<K: Data, V: Data> KStream<K, V> {
         table: &KTable<K, VT>,
         joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.table_join(table, "KSTREAM-LEFTJOIN", move |v, t| Some(joiner(v, t)))
+        self.left_join_with(table, joiner, Joined::default())
+    }
+
+    /// [`left_join`](Self::left_join) with codecs for the repartition topic.
+    pub fn left_join_with<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+        options: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        self.table_join(table, "KSTREAM-LEFTJOIN", options, move |v, t| {
+            Some(joiner(v, t))
+        })
     }
 
     fn table_join<VT: Data, VR: Data>(
         &self,
         table: &KTable<K, VT>,
         prefix: &str,
+        options: Joined<K, V>,
         joiner: impl Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync + 'static,
     ) -> KStream<K, VR> {
         let stream = if self.key_changed {
-            self.through_internal(None, None, self.keys.clone(), self.values.clone())
+            self.through_internal(
+                options.name,
+                None,
+                options.keys.or_else(|| self.keys.clone()),
+                options.values.or_else(|| self.values.clone()),
+            )
         } else {
             self.clone()
         };
@@ -555,6 +600,42 @@ impl<K: Data, V: Data> KStream<K, V> {
 impl<K, V> StreamRecord<K, V> {
     pub(crate) fn with_value_keep_key<V2>(self, value: V2) -> StreamRecord<K, V2> {
         self.with_value(value)
+    }
+}
+
+/// Codecs for the repartition topic a stream-table join may need (Kafka's `Joined`); codecs
+/// left out are the stream's.
+pub struct Joined<K, V> {
+    keys: Option<CodecRef<K>>,
+    values: Option<CodecRef<V>>,
+    name: Option<String>,
+}
+
+impl<K, V> Default for Joined<K, V> {
+    fn default() -> Self {
+        Joined {
+            keys: None,
+            values: None,
+            name: None,
+        }
+    }
+}
+
+impl<K, V> Joined<K, V> {
+    /// Keys and values of the stream side with these codecs.
+    pub fn with(keys: impl Codec<K> + 'static, values: impl Codec<V> + 'static) -> Self {
+        Joined {
+            keys: Some(codec_ref(keys)),
+            values: Some(codec_ref(values)),
+            name: None,
+        }
+    }
+
+    /// Names the repartition topic (`<application id>-<name>-repartition`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }
 
@@ -641,11 +722,13 @@ where
     }
 }
 
-struct SharedProcessor<P, K, V, KOut, VOut>(
-    Arc<parking_lot::Mutex<ProcessorNode<P, K, V, KOut, VOut>>>,
-);
+/// A user processor as its parent calls it.
+type SharedNode<P, K, V, KOut, VOut> = Arc<parking_lot::Mutex<ProcessorNode<P, K, V, KOut, VOut>>>;
 
-impl<K: Data, V: Data, KOut: Data, VOut: Data, P> Node<K, V> for SharedProcessor<P, K, V, KOut, VOut>
+struct SharedProcessor<P, K, V, KOut, VOut>(SharedNode<P, K, V, KOut, VOut>);
+
+impl<K: Data, V: Data, KOut: Data, VOut: Data, P> Node<K, V>
+    for SharedProcessor<P, K, V, KOut, VOut>
 where
     P: Processor<K, V, KOut, VOut>,
 {

@@ -151,7 +151,9 @@ impl<K: Data, V: Data> KTable<K, V> {
         &self,
         mapper: impl Fn(&V) -> V2 + Send + Sync + 'static,
     ) -> KTable<K, V2> {
-        let (id, map) = self.step("KTABLE-MAPVALUES", move |_, v: Option<V>| v.map(|v| mapper(&v)));
+        let (id, map) = self.step("KTABLE-MAPVALUES", move |_, v: Option<V>| {
+            v.map(|v| mapper(&v))
+        });
         self.derived(id, map, None)
     }
 
@@ -169,9 +171,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, V2>,
         joiner: impl Fn(&V, &V2) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.join_with(other, "KTABLE-JOIN", move |l, r| match (l, r) {
-            (Some(l), Some(r)) => Some(joiner(l, r)),
-            _ => None,
+        self.join_with(other, "KTABLE-JOIN", (true, true), move |l, r| {
+            match (l, r) {
+                (Some(l), Some(r)) => Some(joiner(l, r)),
+                _ => None,
+            }
         })
     }
 
@@ -181,7 +185,9 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, V2>,
         joiner: impl Fn(&V, Option<&V2>) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.join_with(other, "KTABLE-LEFTJOIN", move |l, r| l.map(|l| joiner(l, r)))
+        self.join_with(other, "KTABLE-LEFTJOIN", (true, false), move |l, r| {
+            l.map(|l| joiner(l, r))
+        })
     }
 
     /// Table-table outer join: a row for every key in either table.
@@ -190,15 +196,20 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, V2>,
         joiner: impl Fn(Option<&V>, Option<&V2>) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.join_with(other, "KTABLE-OUTERJOIN", move |l, r| {
+        self.join_with(other, "KTABLE-OUTERJOIN", (false, false), move |l, r| {
             (l.is_some() || r.is_some()).then(|| joiner(l, r))
         })
     }
 
+    /// `needs` says whether a joined row needs this side's row and the other side's. An update
+    /// of one side while a side the row needs is missing had no joined row before it and has
+    /// none after, so it forwards nothing (as Kafka's table-table join processors return
+    /// early), instead of a tombstone for a row that never existed.
     fn join_with<V2: Data, VR: Data>(
         &self,
         other: &KTable<K, V2>,
         prefix: &str,
+        (needs_this, needs_other): (bool, bool),
         joiner: impl Fn(Option<&V>, Option<&V2>) -> Option<VR> + Send + Sync + 'static,
     ) -> KTable<K, VR> {
         let (Some(left_getter), Some(right_getter)) = (self.getter.clone(), other.getter.clone())
@@ -238,6 +249,9 @@ impl<K: Data, V: Data> KTable<K, V> {
                 let j = Arc::clone(&j);
                 Ok(fn_node(move |ctx, r: StreamRecord<K, Option<V>>| {
                     let other = right.get(&r.key)?;
+                    if needs_other && other.is_none() {
+                        return Ok(());
+                    }
                     let value = j(r.value.as_ref(), other.as_ref());
                     down.forward(ctx, r.with_value(value))
                 }))
@@ -254,6 +268,9 @@ impl<K: Data, V: Data> KTable<K, V> {
                 let j = Arc::clone(&j);
                 Ok(fn_node(move |ctx, r: StreamRecord<K, Option<V2>>| {
                     let this = left.get(&r.key)?;
+                    if needs_this && this.is_none() {
+                        return Ok(());
+                    }
                     let value = j(this.as_ref(), r.value.as_ref());
                     down.forward(ctx, r.with_value(value))
                 }))
@@ -265,7 +282,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             &format!("{prefix}-MERGE"),
             Vec::new(),
             |_, mut down: Downstream<K, Option<VR>>| {
-                Ok(fn_node(move |ctx, r: StreamRecord<K, Option<VR>>| down.forward(ctx, r)))
+                Ok(fn_node(move |ctx, r: StreamRecord<K, Option<VR>>| {
+                    down.forward(ctx, r)
+                }))
             },
         );
         let getter: GetterFactory<K, VR> = Arc::new(move |inst| {

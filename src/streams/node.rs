@@ -55,7 +55,11 @@ impl<K: Data, V: Data> Downstream<K, V> {
     }
 
     /// Sends `record` to every child (clones for all but the last).
-    pub(crate) fn forward(&mut self, ctx: &mut TaskContext, record: StreamRecord<K, V>) -> Result<()> {
+    pub(crate) fn forward(
+        &mut self,
+        ctx: &mut TaskContext,
+        record: StreamRecord<K, V>,
+    ) -> Result<()> {
         match self.children.split_last_mut() {
             None => Ok(()),
             Some((last, rest)) => {

@@ -113,8 +113,10 @@ impl<K, V> StreamRecord<K, V> {
 /// What drives a punctuation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PunctuationType {
-    /// Stream time: the largest record timestamp the task has processed. Fires when records
-    /// move it past the next multiple of the interval; never while no records arrive.
+    /// Stream time: the largest record timestamp the task has processed. Fires first with the
+    /// first record after scheduling, then whenever records move stream time to or past the
+    /// next point `first + k × interval` (at most once per record, however far it jumps), as
+    /// Kafka's stream-time punctuation does; never while no records arrive.
     StreamTime,
     /// Wall-clock time: fires every interval while the application runs (in the test driver,
     /// when its clock is advanced).

@@ -41,7 +41,11 @@ impl Task {
         let (made, punctuators, stores) = {
             let mut inst = Instantiator::new(topology, &mut ctx);
             let made = inst.sources(id.subtopology)?;
-            (made, std::mem::take(&mut inst.punctuators), std::mem::take(&mut inst.stores))
+            (
+                made,
+                std::mem::take(&mut inst.punctuators),
+                std::mem::take(&mut inst.stores),
+            )
         };
         let mut sources = Vec::new();
         let mut by_topic = HashMap::new();

@@ -134,8 +134,9 @@ impl GraphBuilder {
         stores: Vec<String>,
     ) -> usize {
         if self.nodes.iter().any(|n| n.name == name) {
-            self.errors
-                .push(format!("two nodes are named `{name}`; names must be unique"));
+            self.errors.push(format!(
+                "two nodes are named `{name}`; names must be unique"
+            ));
         }
         self.nodes.push(NodeDef {
             name,
@@ -564,9 +565,11 @@ impl<'a> Instantiator<'a> {
         if let Some(store) = self.ctx.stores.get(name) {
             return Ok(Arc::clone(store));
         }
-        let def = self.topology.stores.get(name).ok_or_else(|| {
-            Error::InvalidTopology(format!("no state store named `{name}`"))
-        })?;
+        let def = self
+            .topology
+            .stores
+            .get(name)
+            .ok_or_else(|| Error::InvalidTopology(format!("no state store named `{name}`")))?;
         let store = (def.factory)(name, def.logged);
         self.ctx.stores.insert(Arc::from(name), Arc::clone(&store));
         self.stores.push(Arc::clone(&store));

@@ -63,9 +63,9 @@ pub(crate) fn millis(what: &str, duration: Duration) -> Result<i64> {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimeWindows {
-    size_ms: i64,
-    advance_ms: i64,
-    grace_ms: i64,
+    size: i64,
+    advance: i64,
+    grace: i64,
 }
 
 impl TimeWindows {
@@ -79,9 +79,9 @@ impl TimeWindows {
             ));
         }
         Ok(TimeWindows {
-            size_ms,
-            advance_ms: size_ms,
-            grace_ms,
+            size: size_ms,
+            advance: size_ms,
+            grace: grace_ms,
         })
     }
 
@@ -94,28 +94,31 @@ impl TimeWindows {
     /// Hopping windows: a new window starts every `hop` (`1 ms <= hop <= size`).
     pub fn advance_by(self, hop: Duration) -> Result<Self> {
         let advance_ms = millis("a window advance", hop)?;
-        if advance_ms < 1 || advance_ms > self.size_ms {
+        if advance_ms < 1 || advance_ms > self.size {
             return Err(Error::InvalidArgument(format!(
                 "a window's advance must be between 1 ms and its size ({} ms), not {advance_ms} ms",
-                self.size_ms
+                self.size
             )));
         }
-        Ok(TimeWindows { advance_ms, ..self })
+        Ok(TimeWindows {
+            advance: advance_ms,
+            ..self
+        })
     }
 
     /// Window size in milliseconds.
     pub fn size_ms(&self) -> i64 {
-        self.size_ms
+        self.size
     }
 
     /// Advance (hop) in milliseconds; equal to the size for tumbling windows.
     pub fn advance_ms(&self) -> i64 {
-        self.advance_ms
+        self.advance
     }
 
     /// Grace period in milliseconds.
     pub fn grace_ms(&self) -> i64 {
-        self.grace_ms
+        self.grace
     }
 
     /// The windows a record at `timestamp` belongs to, oldest first (none for a negative
@@ -125,11 +128,14 @@ impl TimeWindows {
         if timestamp < 0 {
             return windows;
         }
-        let first = timestamp.saturating_sub(self.size_ms).saturating_add(self.advance_ms).max(0);
-        let mut start = first - first % self.advance_ms;
+        let first = timestamp
+            .saturating_sub(self.size)
+            .saturating_add(self.advance)
+            .max(0);
+        let mut start = first - first % self.advance;
         while start <= timestamp {
-            windows.push(Window::new(start, start.saturating_add(self.size_ms)));
-            start = start.saturating_add(self.advance_ms);
+            windows.push(Window::new(start, start.saturating_add(self.size)));
+            start = start.saturating_add(self.advance);
         }
         windows
     }
@@ -156,7 +162,10 @@ pub struct SlidingWindows {
 
 impl SlidingWindows {
     /// Windows of `time_difference`, accepting records up to `grace` after a window ends.
-    pub fn of_time_difference_with_grace(time_difference: Duration, grace: Duration) -> Result<Self> {
+    pub fn of_time_difference_with_grace(
+        time_difference: Duration,
+        grace: Duration,
+    ) -> Result<Self> {
         let diff_ms = millis("a time difference", time_difference)?;
         let grace_ms = millis("a grace period", grace)?;
         if diff_ms < 1 {
@@ -245,9 +254,9 @@ impl SessionWindows {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JoinWindows {
-    before_ms: i64,
-    after_ms: i64,
-    grace_ms: i64,
+    before: i64,
+    after: i64,
+    grace: i64,
 }
 
 impl JoinWindows {
@@ -257,9 +266,9 @@ impl JoinWindows {
         let diff = millis("a join time difference", difference)?;
         let grace_ms = millis("a grace period", grace)?;
         Ok(JoinWindows {
-            before_ms: diff,
-            after_ms: diff,
-            grace_ms,
+            before: diff,
+            after: diff,
+            grace: grace_ms,
         })
     }
 
@@ -271,7 +280,7 @@ impl JoinWindows {
     /// How far before a left record a right record may be.
     pub fn before(self, before: Duration) -> Result<Self> {
         Ok(JoinWindows {
-            before_ms: millis("a join window's before", before)?,
+            before: millis("a join window's before", before)?,
             ..self
         })
     }
@@ -279,24 +288,24 @@ impl JoinWindows {
     /// How far after a left record a right record may be.
     pub fn after(self, after: Duration) -> Result<Self> {
         Ok(JoinWindows {
-            after_ms: millis("a join window's after", after)?,
+            after: millis("a join window's after", after)?,
             ..self
         })
     }
 
     /// Milliseconds a right record may precede a left record.
     pub fn before_ms(&self) -> i64 {
-        self.before_ms
+        self.before
     }
 
     /// Milliseconds a right record may follow a left record.
     pub fn after_ms(&self) -> i64 {
-        self.after_ms
+        self.after
     }
 
     /// Grace period in milliseconds.
     pub fn grace_ms(&self) -> i64 {
-        self.grace_ms
+        self.grace
     }
 }
 
@@ -357,11 +366,18 @@ impl<K: fmt::Display> fmt::Display for Windowed<K> {
     }
 }
 
-fn split_suffix<'a>(bytes: &'a Bytes, suffix: usize, codec: &'static str) -> std::result::Result<(Bytes, &'a [u8]), CodecError> {
+fn split_suffix<'a>(
+    bytes: &'a Bytes,
+    suffix: usize,
+    codec: &'static str,
+) -> std::result::Result<(Bytes, &'a [u8]), CodecError> {
     if bytes.len() < suffix {
         return Err(CodecError::decode(
             codec,
-            format!("{} bytes cannot hold a windowed key ({suffix} bytes of window at least)", bytes.len()),
+            format!(
+                "{} bytes cannot hold a windowed key ({suffix} bytes of window at least)",
+                bytes.len()
+            ),
         ));
     }
     let at = bytes.len() - suffix;
@@ -471,7 +487,10 @@ impl<K, C: Deserializer<K>> Deserializer<Windowed<K>> for SessionWindowedCodec<C
     fn decode(&self, bytes: &Bytes) -> std::result::Result<Windowed<K>, CodecError> {
         let (key, window) = split_suffix(bytes, 16, "session-windowed")?;
         let (end, start) = (be_i64(&window[..8]), be_i64(&window[8..]));
-        Ok(Windowed::new(self.inner.decode(&key)?, Window::new(start, end)))
+        Ok(Windowed::new(
+            self.inner.decode(&key)?,
+            Window::new(start, end),
+        ))
     }
 }
 
@@ -503,7 +522,10 @@ mod tests {
         assert!(t.windows_for(-1).is_empty());
         let h = t.advance_by(Duration::from_millis(3)).unwrap();
         assert_eq!(
-            h.windows_for(10).iter().map(|w| w.start).collect::<Vec<_>>(),
+            h.windows_for(10)
+                .iter()
+                .map(|w| w.start)
+                .collect::<Vec<_>>(),
             [3, 6, 9]
         );
         assert_eq!(
@@ -520,7 +542,9 @@ mod tests {
         let c = WindowedCodec::new(StringCodec, Duration::from_millis(5));
         assert!(Deserializer::<Windowed<String>>::decode(&c, &Bytes::from_static(b"abc")).is_err());
         let s = SessionWindowedCodec::new(StringCodec);
-        assert!(Deserializer::<Windowed<String>>::decode(&s, &Bytes::from_static(&[0; 15])).is_err());
+        assert!(
+            Deserializer::<Windowed<String>>::decode(&s, &Bytes::from_static(&[0; 15])).is_err()
+        );
         let w: Windowed<String> = c.decode(&Bytes::from_static(&[0; 8])).unwrap();
         assert_eq!(w, Windowed::new(String::new(), Window::new(0, 5)));
     }

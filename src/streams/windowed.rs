@@ -57,8 +57,8 @@ use crate::streams::store::session::SessStore;
 use crate::streams::store::window::{WinStore, WindowStoreSpec};
 use crate::streams::store::{StoreBuilder, StoreKind};
 use crate::streams::window::{
-    EmitStrategy, SessionWindowedCodec, SessionWindows, SharedCodec, SlidingWindows,
-    TimeWindows, Window, Windowed, WindowedCodec,
+    EmitStrategy, SessionWindowedCodec, SessionWindows, SharedCodec, SlidingWindows, TimeWindows,
+    Window, Windowed, WindowedCodec,
 };
 
 /// Merges two session aggregates when a record joins their sessions: `(key, aggregate so far
@@ -190,14 +190,17 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.aggregate_into(
             "KSTREAM-WINDOWED-COUNT",
-            &materialized,
+            materialized,
             Some(codec_ref(LongCodec)),
             Arc::new(|_, _, count: Option<i64>| count.unwrap_or(0) + 1),
         )
     }
 
     /// Combines the values of each key and window with `reducer(aggregate, value)`.
-    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<Windowed<K>, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, V> {
         self.reduce_with(reducer, Materialized::default())
     }
 
@@ -209,7 +212,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, V> {
         self.aggregate_into(
             "KSTREAM-WINDOWED-REDUCE",
-            &materialized,
+            materialized,
             self.grouped.values.clone(),
             Arc::new(move |_, value, aggregate: Option<V>| match aggregate {
                 Some(aggregate) => reducer(aggregate, value),
@@ -229,7 +232,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, VA> {
         self.aggregate_into(
             "KSTREAM-WINDOWED-AGGREGATE",
-            &materialized,
+            materialized,
             None,
             Arc::new(move |key, value, aggregate: Option<VA>| {
                 aggregator(key, value, aggregate.unwrap_or_else(&initializer))
@@ -237,15 +240,19 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         )
     }
 
+    // Takes `materialized` by value so the public methods can pass theirs on.
+    #[allow(clippy::needless_pass_by_value)]
     fn aggregate_into<VA: Data>(
         &self,
         prefix: &str,
-        materialized: &Materialized<K, VA>,
+        materialized: Materialized<K, VA>,
         default_values: Option<CodecRef<VA>>,
         aggregator: Aggregator<K, V, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let graph = Rc::clone(&self.grouped.stream.graph);
-        let Some((name, keys, values)) = self.grouped.store_for(prefix, materialized, default_values)
+        let Some((name, keys, values)) =
+            self.grouped
+                .store_for(prefix, &materialized, default_values)
         else {
             return broken_table(&self.grouped);
         };
@@ -339,7 +346,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     }
 }
 
-fn broken_table<K: Data, V: Data, VA: Data>(grouped: &KGroupedStream<K, V>) -> KTable<Windowed<K>, VA> {
+fn broken_table<K: Data, V: Data, VA: Data>(
+    grouped: &KGroupedStream<K, V>,
+) -> KTable<Windowed<K>, VA> {
     KTable {
         graph: Rc::clone(&grouped.stream.graph),
         node: grouped.stream.node,
@@ -360,9 +369,7 @@ pub(crate) fn window_store_builder<K: Data, V: Data>(
 ) -> StoreBuilder {
     StoreBuilder {
         name,
-        kind: StoreKind::Window {
-            retention_ms: spec.retention_ms,
-        },
+        kind: StoreKind::Window,
         logged,
         factory: Arc::new(move |name, logged| {
             Arc::new(WinStore::new(
@@ -406,9 +413,9 @@ impl<K: Data, V: Data, VA: Data> WindowCore<K, V, VA> {
             return Ok(());
         }
         let length = self.spec.closing_length();
-        let from = self
-            .emitted_close
-            .map_or(i64::MIN, |done| done.saturating_sub(length).saturating_add(1));
+        let from = self.emitted_close.map_or(i64::MIN, |done| {
+            done.saturating_sub(length).saturating_add(1)
+        });
         let to = close.saturating_sub(length);
         self.emitted_close = Some(close);
         if from > to {
@@ -453,7 +460,8 @@ impl<K: Data, V: Data, VA: Data> WindowCore<K, V, VA> {
         aggregate: VA,
         timestamp: i64,
     ) -> Result<()> {
-        self.store.put_raw(key.clone(), start, &aggregate, timestamp)?;
+        self.store
+            .put_raw(key.clone(), start, &aggregate, timestamp)?;
         if self.emit == EmitStrategy::OnWindowUpdate {
             let window = Window::new(start, start.saturating_add(self.spec.size()));
             let mut out = StreamRecord::new(
@@ -536,7 +544,10 @@ impl<K: Data, V: Data, VA: Data> Node<K, V> for SlidingAggregate<K, V, VA> {
         }
         let own_right = t.saturating_add(1);
         let right_end = own_right.saturating_add(diff);
-        if records.iter().any(|&(r, _)| own_right <= r && r <= right_end) {
+        if records
+            .iter()
+            .any(|&(r, _)| own_right <= r && r <= right_end)
+        {
             starts.insert(own_right);
         }
         for start in starts {
@@ -553,7 +564,11 @@ impl<K: Data, V: Data, VA: Data> Node<K, V> for SlidingAggregate<K, V, VA> {
                     let mut aggregate = None;
                     let mut timestamp = i64::MIN;
                     for (r, value) in records.iter().filter(|(r, _)| start <= *r && *r <= end) {
-                        aggregate = Some((self.core.aggregator)(&record.key, value.clone(), aggregate));
+                        aggregate = Some((self.core.aggregator)(
+                            &record.key,
+                            value.clone(),
+                            aggregate,
+                        ));
                         timestamp = timestamp.max(*r);
                     }
                     if let Some(aggregate) = aggregate {
@@ -626,7 +641,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.aggregate_into(
             "KSTREAM-SESSION-COUNT",
-            &materialized,
+            materialized,
             Some(codec_ref(LongCodec)),
             Arc::new(|_, _, count: Option<i64>| count.unwrap_or(0) + 1),
             Arc::new(|_, a: Option<i64>, b| a.unwrap_or(0) + b),
@@ -635,7 +650,10 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 
     /// Combines the values of each key and session with `reducer(aggregate, value)`; merged
     /// sessions' aggregates are combined with it too.
-    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<Windowed<K>, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, V> {
         self.reduce_with(reducer, Materialized::default())
     }
 
@@ -649,7 +667,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let merge = Arc::clone(&reducer);
         self.aggregate_into(
             "KSTREAM-SESSION-REDUCE",
-            &materialized,
+            materialized,
             self.grouped.values.clone(),
             Arc::new(move |_, value, aggregate: Option<V>| match aggregate {
                 Some(aggregate) => reducer(aggregate, value),
@@ -676,7 +694,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let init = Arc::clone(&initializer);
         self.aggregate_into(
             "KSTREAM-SESSION-AGGREGATE",
-            &materialized,
+            materialized,
             None,
             Arc::new(move |key, value, aggregate: Option<VA>| {
                 aggregator(key, value, aggregate.unwrap_or_else(|| initializer()))
@@ -685,27 +703,31 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         )
     }
 
+    // Takes `materialized` by value so the public methods can pass theirs on.
+    #[allow(clippy::needless_pass_by_value)]
     fn aggregate_into<VA: Data>(
         &self,
         prefix: &str,
-        materialized: &Materialized<K, VA>,
+        materialized: Materialized<K, VA>,
         default_values: Option<CodecRef<VA>>,
         aggregator: Aggregator<K, V, VA>,
         merger: Merger<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let graph = Rc::clone(&self.grouped.stream.graph);
-        let Some((name, keys, values)) = self.grouped.store_for(prefix, materialized, default_values)
+        let Some((name, keys, values)) =
+            self.grouped
+                .store_for(prefix, &materialized, default_values)
         else {
             return broken_table(&self.grouped);
         };
         let windows = self.windows;
-        let retention = windows.inactivity_gap_ms().saturating_add(windows.grace_ms());
+        let retention = windows
+            .inactivity_gap_ms()
+            .saturating_add(windows.grace_ms());
         let (store_keys, store_values) = (Arc::clone(&keys), Arc::clone(&values));
         graph.borrow_mut().add_store(StoreBuilder {
             name: name.clone(),
-            kind: StoreKind::Session {
-                retention_ms: retention,
-            },
+            kind: StoreKind::Session,
             logged: materialized.logged,
             factory: Arc::new(move |name, logged| {
                 Arc::new(SessStore::new(
@@ -827,11 +849,8 @@ impl<K: Data, V: Data, VA: Data> Node<K, V> for SessionAggregate<K, V, VA> {
             }
             self.store.remove_raw(key.clone(), *window);
             if self.emit == EmitStrategy::OnWindowUpdate {
-                let mut out = StreamRecord::new(
-                    Windowed::new(record.key.clone(), *window),
-                    None,
-                    window.end,
-                );
+                let mut out =
+                    StreamRecord::new(Windowed::new(record.key.clone(), *window), None, window.end);
                 out.headers.clone_from(&record.headers);
                 self.down.forward(ctx, out)?;
             }

@@ -19,6 +19,7 @@
 use super::super::config::ConnectorConfig;
 use crate::error::Result;
 use crate::topic::validate_topic_name;
+use std::fmt::Write as _;
 
 /// `insert.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,33 +234,32 @@ pub(crate) fn criteria(
     let ts = q.timestamp.as_deref().map(column);
     if let (Some(ts), Some(until)) = (&ts, until) {
         params.push(until);
-        sql.push_str(&format!("{ts} < {} AND ", ts_param(params.len())));
+        let _ = write!(sql, "{ts} < {} AND ", ts_param(params.len()));
     }
     match (q.mode, inc, ts) {
         (Mode::Incrementing, Some(inc), _) => {
             params.push(after.incrementing.unwrap_or(i64::MIN));
-            sql.push_str(&format!(
+            let _ = write!(
+                sql,
                 "{inc} > {} ORDER BY {inc} ASC",
                 int_param(params.len())
-            ));
+            );
         }
         (Mode::Timestamp, _, Some(ts)) => {
             params.push(after.timestamp.unwrap_or(i64::MIN));
-            sql.push_str(&format!(
-                "{ts} > {} ORDER BY {ts} ASC",
-                ts_param(params.len())
-            ));
+            let _ = write!(sql, "{ts} > {} ORDER BY {ts} ASC", ts_param(params.len()));
         }
         (Mode::TimestampIncrementing, Some(inc), Some(ts)) => {
             let last_ts = after.timestamp.unwrap_or(i64::MIN);
             params.extend([last_ts, after.incrementing.unwrap_or(i64::MIN), last_ts]);
             let n = params.len();
-            sql.push_str(&format!(
+            let _ = write!(
+                sql,
                 "(({ts} = {} AND {inc} > {}) OR {ts} > {}) ORDER BY {ts} ASC, {inc} ASC",
                 ts_param(n - 2),
                 int_param(n - 1),
                 ts_param(n)
-            ));
+            );
         }
         // from_config guarantees the columns each mode needs.
         _ => sql.push_str("1 = 0"),

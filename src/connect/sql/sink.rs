@@ -15,6 +15,7 @@
 //!    an upsert, of one key ends as the last record says.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 use serde_json::Value;
@@ -339,13 +340,14 @@ impl<D: Database> SqlSinkTask<D> {
                         .map(|c| format!("{0} = excluded.{0}", quote(c)))
                         .collect();
                     if updates.is_empty() {
-                        sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", pk.join(", ")));
+                        let _ = write!(sql, " ON CONFLICT ({}) DO NOTHING", pk.join(", "));
                     } else {
-                        sql.push_str(&format!(
+                        let _ = write!(
+                            sql,
                             " ON CONFLICT ({}) DO UPDATE SET {}",
                             pk.join(", "),
                             updates.join(", ")
-                        ));
+                        );
                     }
                 }
                 sql

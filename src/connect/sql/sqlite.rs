@@ -9,6 +9,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 use serde_json::{Map, Value};
+use std::fmt::Write as _;
 
 use super::settings::{SourceQuery, TimestampKind};
 use super::sink::SqlSinkConnector;
@@ -131,7 +132,7 @@ impl Database for Connection {
         );
         let mut sql = format!("SELECT * FROM {}{clause}", quote(&query.table));
         if let Some(limit) = limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            let _ = write!(sql, " LIMIT {limit}");
         }
         let mut stmt = self
             .prepare_cached(&sql)

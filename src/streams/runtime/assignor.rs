@@ -30,7 +30,10 @@ impl TaskLayout {
 
     /// Every task with its partitions (a topic with fewer partitions than its sub-topology's
     /// task count contributes to the first tasks only).
-    pub(crate) fn tasks(&self, counts: &BTreeMap<String, u32>) -> BTreeMap<TaskId, Vec<TopicPartition>> {
+    pub(crate) fn tasks(
+        &self,
+        counts: &BTreeMap<String, u32>,
+    ) -> BTreeMap<TaskId, Vec<TopicPartition>> {
         let mut tasks = BTreeMap::new();
         for (sub, sources) in self.sources.iter().enumerate() {
             for topic in sources.keys() {
@@ -93,7 +96,8 @@ impl Assignor for StreamsAssignor {
         let extra = total % n; // this many members may hold floor + 1
         let mut load = vec![0usize; n];
         let mut at_ceiling = 0usize;
-        let fits = |load: usize, at_ceiling: usize| load < floor || (load == floor && at_ceiling < extra);
+        let fits =
+            |load: usize, at_ceiling: usize| load < floor || (load == floor && at_ceiling < extra);
         let mut owner: BTreeMap<TaskId, usize> = BTreeMap::new();
         // Sticky pass: a task stays with its previous owner while that owner has room.
         for task in tasks.keys() {
@@ -186,11 +190,18 @@ mod tests {
     #[test]
     fn whole_tasks_balanced_and_sticky() {
         let assignor = StreamsAssignor { layout: layout() };
-        let counts = BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 3), ("c".to_string(), 2)]);
+        let counts = BTreeMap::from([
+            ("a".to_string(), 3),
+            ("b".to_string(), 3),
+            ("c".to_string(), 2),
+        ]);
         let one = assignor.assign(&counts, &[member("m1", vec![])]);
         assert_eq!(one["m1"].len(), 8);
 
-        let two = assignor.assign(&counts, &[member("m1", one["m1"].clone()), member("m2", vec![])]);
+        let two = assignor.assign(
+            &counts,
+            &[member("m1", one["m1"].clone()), member("m2", vec![])],
+        );
         let tasks_of = |parts: &[TopicPartition]| {
             parts
                 .iter()
@@ -210,7 +221,11 @@ mod tests {
         // Sticky: a third member takes only what it needs, from the others' surplus.
         let three = assignor.assign(
             &counts,
-            &[member("m1", two["m1"].clone()), member("m2", two["m2"].clone()), member("m3", vec![])],
+            &[
+                member("m1", two["m1"].clone()),
+                member("m2", two["m2"].clone()),
+                member("m3", vec![]),
+            ],
         );
         let t1b = tasks_of(&three["m1"]);
         let t2b = tasks_of(&three["m2"]);

@@ -22,7 +22,11 @@ use crate::streams::config::StreamsConfig;
 use crate::streams::context::{TaskId, TaskMetrics};
 use crate::streams::node::Data;
 use crate::streams::runtime::assignor::TaskLayout;
-use crate::streams::store::{ReadOnlyKeyValueStore, StateStore};
+use crate::streams::store::session::ReadOnlySessionStore;
+use crate::streams::store::window::ReadOnlyWindowStore;
+use crate::streams::store::{
+    ReadOnlyKeyValueStore, StateStore, StoreKind,
+};
 use crate::streams::task::changelog_topic;
 use crate::streams::topology::{Topology, TopicRef};
 
@@ -42,6 +46,9 @@ pub enum StreamsState {
     /// A stream thread failed; see [`Streams::error`]. Close the application.
     Error,
 }
+
+/// A query's view of a store: its instances in the tasks of this moment.
+type StoreInstances = Arc<dyn Fn() -> Vec<Arc<dyn StateStore>> + Send + Sync>;
 
 /// Store name → the instance of each local task.
 type StoreRegistry = HashMap<String, BTreeMap<TaskId, Arc<dyn StateStore>>>;
@@ -184,7 +191,7 @@ impl Shared {
 ///     std::thread::sleep(Duration::from_millis(5));
 /// }
 /// streams.close()?;
-/// # Ok::<(), tidelog::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Streams {
     shared: Arc<Shared>,
@@ -376,26 +383,64 @@ impl Streams {
     }
 
     /// Read access to key-value store `name` over this instance's tasks (interactive queries).
+    /// Errors if the topology has no key-value store of that name; reading it errors if its
+    /// key and value types are not `K` and `V`.
     pub fn store<K: Data, V: Data>(&self, name: &str) -> Result<ReadOnlyKeyValueStore<K, V>> {
-        if !self.shared.topology.inner.stores.contains_key(name) {
-            return Err(Error::InvalidArgument(format!(
-                "the topology has no state store `{name}`"
-            )));
-        }
-        let shared = Arc::clone(&self.shared);
-        let key = name.to_owned();
         Ok(ReadOnlyKeyValueStore {
             name: name.to_owned(),
-            stores: Arc::new(move || {
-                shared
-                    .stores
-                    .lock()
-                    .get(&key)
-                    .map(|m| m.values().cloned().collect())
-                    .unwrap_or_default()
-            }),
+            stores: self.instances_of(name, StoreKind::KeyValue)?,
             _types: std::marker::PhantomData,
         })
+    }
+
+    /// Read access to window store `name` (a windowed aggregation's, or a processor's) over
+    /// this instance's tasks.
+    pub fn window_store<K: Data, V: Data>(&self, name: &str) -> Result<ReadOnlyWindowStore<K, V>> {
+        Ok(ReadOnlyWindowStore {
+            name: name.to_owned(),
+            stores: self.instances_of(name, StoreKind::Window)?,
+            _types: std::marker::PhantomData,
+        })
+    }
+
+    /// Read access to session store `name` over this instance's tasks.
+    pub fn session_store<K: Data, V: Data>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>> {
+        Ok(ReadOnlySessionStore {
+            name: name.to_owned(),
+            stores: self.instances_of(name, StoreKind::Session)?,
+            _types: std::marker::PhantomData,
+        })
+    }
+
+    /// The local instances of store `name`, looked up at each call (tasks move).
+    fn instances_of(&self, name: &str, kind: StoreKind) -> Result<StoreInstances> {
+        match self.shared.topology.inner.stores.get(name) {
+            Some(store) if store.kind == kind => {}
+            Some(store) => {
+                return Err(Error::InvalidArgument(format!(
+                    "state store `{name}` is a {:?} store, not a {kind:?} store",
+                    store.kind
+                )))
+            }
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "the topology has no state store `{name}`"
+                )))
+            }
+        }
+        let shared = Arc::clone(&self.shared);
+        let name = name.to_owned();
+        Ok(Arc::new(move || {
+            shared
+                .stores
+                .lock()
+                .get(&name)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default()
+        }))
     }
 
     /// Counters over all tasks this instance runs and ran.

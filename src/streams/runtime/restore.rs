@@ -12,7 +12,12 @@ use crate::streams::context::TaskId;
 use crate::streams::store::{snapshot, StateStore};
 
 /// Where the snapshot of `store` of `task` lives.
-pub(crate) fn snapshot_path(state_dir: &Path, application_id: &str, task: TaskId, store: &str) -> PathBuf {
+pub(crate) fn snapshot_path(
+    state_dir: &Path,
+    application_id: &str,
+    task: TaskId,
+    store: &str,
+) -> PathBuf {
     state_dir
         .join(application_id)
         .join(task.to_string())

@@ -109,14 +109,14 @@ impl TaskManager {
                     Some(restored) => {
                         replayed += restored.replayed;
                         snapshotted.push(
-                        // Without a snapshot, the first commit should write one if the
-                        // changelog was long.
-                        if restored.replayed > SNAPSHOT_MIN_RECORDS {
-                            0
-                        } else {
-                            restored.changelog_end
-                        },
-                    );
+                            // Without a snapshot, the first commit should write one if the
+                            // changelog was long.
+                            if restored.replayed > SNAPSHOT_MIN_RECORDS {
+                                0
+                            } else {
+                                restored.changelog_end
+                            },
+                        );
                     }
                     None => {
                         fits = false;
@@ -202,9 +202,10 @@ impl TaskManager {
             }
             for queue in queues {
                 if let Some(last) = queue.last {
-                    running
-                        .processed
-                        .insert(TopicPartition::new(&*queue.topic, queue.partition), last + 1);
+                    running.processed.insert(
+                        TopicPartition::new(&*queue.topic, queue.partition),
+                        last + 1,
+                    );
                     running.uncommitted = true;
                 }
             }
@@ -241,7 +242,11 @@ impl TaskManager {
                     record = record.partition(partition);
                 }
                 let future = self.shared.producer.send_async(record)?;
-                if !self.in_flight.back().is_some_and(|last| last.same_batch(&future)) {
+                if !self
+                    .in_flight
+                    .back()
+                    .is_some_and(|last| last.same_batch(&future))
+                {
                     self.in_flight.push_back(future);
                 }
             }
@@ -401,7 +406,10 @@ impl Listener {
 impl RebalanceListener for Listener {
     fn on_partitions_revoked(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
         self.manager.lock().shared.rebalancing();
-        let result = self.manager.lock().close_tasks_of(consumer, partitions, true);
+        let result = self
+            .manager
+            .lock()
+            .close_tasks_of(consumer, partitions, true);
         self.record(result);
     }
 
@@ -425,7 +433,10 @@ impl RebalanceListener for Listener {
     }
 
     fn on_partitions_lost(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
-        let result = self.manager.lock().close_tasks_of(consumer, partitions, false);
+        let result = self
+            .manager
+            .lock()
+            .close_tasks_of(consumer, partitions, false);
         self.record(result);
     }
 }
@@ -437,7 +448,11 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) -> Result<()> {
         &shared.broker,
         ConsumerConfig::default()
             .group_id(config.application_id.clone())
-            .client_id(format!("{}-StreamThread-{}", config.application_id, index + 1))
+            .client_id(format!(
+                "{}-StreamThread-{}",
+                config.application_id,
+                index + 1
+            ))
             .enable_auto_commit(false)
             .auto_offset_reset(OffsetReset::Earliest)
             .max_poll_records(config.max_poll_records)

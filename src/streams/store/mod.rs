@@ -52,14 +52,14 @@ pub(crate) trait StateStore: Send + Sync + 'static {
 }
 
 /// Kinds of stores a topology can hold.
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreKind {
     /// Key-value.
     KeyValue,
-    /// Windowed (time windows), entries older than `retention_ms` behind stream time dropped.
-    Window { retention_ms: i64 },
+    /// Windowed (time windows and sliding windows).
+    Window,
     /// Session windows.
-    Session { retention_ms: i64 },
+    Session,
 }
 
 /// Makes a task's instance of a store.

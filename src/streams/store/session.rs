@@ -113,7 +113,12 @@ impl<K: Data, V: Data> SessStore<K, V> {
 
     /// Sessions of encoded `key` with `end >= earliest_end` and `start <= latest_start`,
     /// ordered by end.
-    pub(crate) fn find_raw(&self, key: &Bytes, earliest_end: i64, latest_start: i64) -> Result<Vec<Session<V>>> {
+    pub(crate) fn find_raw(
+        &self,
+        key: &Bytes,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<Session<V>>> {
         let data = self.data.read();
         let from = earliest_end.max(data.horizon(self.retention_ms));
         let found: Vec<(Window, Bytes)> = data
@@ -243,7 +248,11 @@ impl<K: Data, V: Data> StateStore for SessStore<K, V> {
         end.copy_from_slice(&key[at..at + 8]);
         let mut start = [0u8; 8];
         start.copy_from_slice(&key[at + 8..]);
-        let entry = (key.slice(..at), i64::from_be_bytes(end), i64::from_be_bytes(start));
+        let entry = (
+            key.slice(..at),
+            i64::from_be_bytes(end),
+            i64::from_be_bytes(start),
+        );
         let mut data = self.data.write();
         data.observed = Some(data.observed.map_or(entry.1, |o| o.max(entry.1)));
         match value {
@@ -306,7 +315,12 @@ impl<K: Data, V: Data> SessionStore<K, V> {
 
     /// Sessions of `key` that end at or after `earliest_end` and start at or before
     /// `latest_start` (Kafka's `findSessions`).
-    pub fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Result<Vec<(Windowed<K>, V)>> {
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(Windowed<K>, V)>> {
         let key = self.inner.encode_key(key)?;
         let found = self.inner.find_raw(&key, earliest_end, latest_start)?;
         self.typed(found)
@@ -371,7 +385,10 @@ impl crate::streams::driver::TopologyTestDriver {
     /// The session store `name` of a session-windowed aggregation, with its key and value
     /// types.
     pub fn session_store<K: Data, V: Data>(&self, name: &str) -> Result<SessionStore<K, V>> {
-        self.with_task_store(name, |ctx| ctx.store::<SessStore<K, V>>(name).map(SessionStore::from_inner))
+        self.with_task_store(name, |ctx| {
+            ctx.store::<SessStore<K, V>>(name)
+                .map(SessionStore::from_inner)
+        })
     }
 }
 
@@ -391,19 +408,30 @@ mod tests {
         let s = store();
         let h = SessionStore::from_inner(Arc::new(store()));
         let a = "a".to_string();
-        h.put(&Windowed::new(a.clone(), Window::new(0, 10)), &1).unwrap();
-        h.put(&Windowed::new(a.clone(), Window::new(30, 40)), &2).unwrap();
+        h.put(&Windowed::new(a.clone(), Window::new(0, 10)), &1)
+            .unwrap();
+        h.put(&Windowed::new(a.clone(), Window::new(30, 40)), &2)
+            .unwrap();
         assert_eq!(h.find_sessions(&a, 5, 25).unwrap().len(), 1);
         assert_eq!(h.find_sessions(&a, 5, 35).unwrap().len(), 2);
-        h.remove(&Windowed::new(a.clone(), Window::new(0, 10))).unwrap();
+        h.remove(&Windowed::new(a.clone(), Window::new(0, 10)))
+            .unwrap();
         assert_eq!(h.fetch(&a).unwrap().len(), 1);
 
         for i in 0..20 {
-            s.put_raw(Bytes::from(format!("k{}", i % 3)), Window::new(i * 5, i * 5 + 2), &i)
-                .unwrap();
+            s.put_raw(
+                Bytes::from(format!("k{}", i % 3)),
+                Window::new(i * 5, i * 5 + 2),
+                &i,
+            )
+            .unwrap();
         }
         // Newest end 97: ends below 47 are gone.
-        assert!(s.by_end_raw(i64::MIN, i64::MAX).unwrap().iter().all(|(_, w, _)| w.end >= 47));
+        assert!(s
+            .by_end_raw(i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .all(|(_, w, _)| w.end >= 47));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.snapshot");
         snapshot::write(&path, &s, 3).unwrap();
@@ -415,6 +443,9 @@ mod tests {
         );
         let mut changes = Vec::new();
         s.take_changes(&mut changes);
-        assert_eq!(&changes[0].0[changes[0].0.len() - 16..changes[0].0.len() - 8], &2i64.to_be_bytes());
+        assert_eq!(
+            &changes[0].0[changes[0].0.len() - 16..changes[0].0.len() - 8],
+            &2i64.to_be_bytes()
+        );
     }
 }

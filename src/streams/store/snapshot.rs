@@ -129,7 +129,10 @@ mod tests {
         let original = store();
         for i in 0..100 {
             original
-                .restore(Bytes::from(format!("k{i}")), Some(Bytes::from(format!("v{i}"))))
+                .restore(
+                    Bytes::from(format!("k{i}")),
+                    Some(Bytes::from(format!("v{i}"))),
+                )
                 .unwrap();
         }
         write(&path, &original, 42).unwrap();

@@ -43,6 +43,9 @@ use crate::streams::window::{Window, Windowed};
 /// (key bytes, window start, sequence number).
 type EntryKey = (Bytes, i64, u32);
 
+/// An entry as a fetch over all keys returns it: (key bytes, start, sequence, timestamp, value).
+pub(crate) type FetchedEntry<V> = (Bytes, i64, u32, i64, V);
+
 #[derive(Default)]
 pub(crate) struct WindowData {
     entries: BTreeMap<EntryKey, Bytes>,
@@ -93,7 +96,11 @@ fn parse_changelog_key(store: &str, bytes: &Bytes) -> Result<EntryKey> {
     start.copy_from_slice(&bytes[at..at + 8]);
     let mut seq = [0u8; 4];
     seq.copy_from_slice(&bytes[at + 8..]);
-    Ok((bytes.slice(..at), i64::from_be_bytes(start), u32::from_be_bytes(seq)))
+    Ok((
+        bytes.slice(..at),
+        i64::from_be_bytes(start),
+        u32::from_be_bytes(seq),
+    ))
 }
 
 /// A task's window store.
@@ -165,7 +172,10 @@ impl<K: Data, V: Data> WinStore<K, V> {
             }
             let mut ts = [0u8; 8];
             ts.copy_from_slice(&bytes[..8]);
-            Ok((i64::from_be_bytes(ts), self.values.decode(&bytes.slice(8..))?))
+            Ok((
+                i64::from_be_bytes(ts),
+                self.values.decode(&bytes.slice(8..))?,
+            ))
         } else {
             Ok((i64::MIN, self.values.decode(bytes)?))
         }
@@ -209,7 +219,14 @@ impl<K: Data, V: Data> WinStore<K, V> {
     }
 
     /// Puts with an explicit sequence number (a store shadowing another's entries).
-    pub(crate) fn put_seq(&self, key: Bytes, start: i64, seq: u32, value: &V, timestamp: i64) -> Result<()> {
+    pub(crate) fn put_seq(
+        &self,
+        key: Bytes,
+        start: i64,
+        seq: u32,
+        value: &V,
+        timestamp: i64,
+    ) -> Result<()> {
         let value = self.encode_value(value, timestamp)?;
         let mut data = self.data.write();
         data.observe(start);
@@ -264,7 +281,12 @@ impl<K: Data, V: Data> WinStore<K, V> {
 
     /// Entries of encoded `key` with `from <= start <= to`, in time order (then sequence):
     /// (start, sequence, timestamp, value).
-    pub(crate) fn fetch_raw(&self, key: &Bytes, from: i64, to: i64) -> Result<Vec<(i64, u32, i64, V)>> {
+    pub(crate) fn fetch_raw(
+        &self,
+        key: &Bytes,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, u32, i64, V)>> {
         let data = self.data.read();
         let from = from.max(Self::horizon(&data, self.retention_ms));
         if from > to {
@@ -287,7 +309,7 @@ impl<K: Data, V: Data> WinStore<K, V> {
 
     /// Entries of every key with `from <= start <= to`, ordered by start, then key bytes,
     /// then sequence: (key bytes, start, sequence, timestamp, value).
-    pub(crate) fn fetch_all_raw(&self, from: i64, to: i64) -> Result<Vec<(Bytes, i64, u32, i64, V)>> {
+    pub(crate) fn fetch_all_raw(&self, from: i64, to: i64) -> Result<Vec<FetchedEntry<V>>> {
         let data = self.data.read();
         let from = from.max(Self::horizon(&data, self.retention_ms));
         if from > to {
@@ -402,7 +424,9 @@ impl<K: Data, V: Data> WindowStore<K, V> {
     /// the store's retention behind the newest window is dropped.
     pub fn put(&self, key: &K, value: &V, window_start: i64) -> Result<()> {
         let key = self.inner.encode_key(key)?;
-        self.inner.put_raw(key, window_start, value, window_start).map(|_| ())
+        self.inner
+            .put_raw(key, window_start, value, window_start)
+            .map(|_| ())
     }
 
     /// The value of `key` in the window starting exactly at `window_start`.
@@ -432,7 +456,10 @@ impl<K: Data, V: Data> WindowStore<K, V> {
             .into_iter()
             .map(|(key, start, _, _, v)| {
                 let key = self.inner.decode_key(&key)?;
-                Ok((Windowed::new(key, Window::new(start, start.saturating_add(size))), v))
+                Ok((
+                    Windowed::new(key, Window::new(start, start.saturating_add(size))),
+                    v,
+                ))
             })
             .collect()
     }
@@ -510,7 +537,10 @@ impl crate::streams::driver::TopologyTestDriver {
     /// The window store `name` (a windowed aggregation's, a join buffer, or one added with
     /// [`StoreBuilder::window`](crate::StoreBuilder::window)), with its key and value types.
     pub fn window_store<K: Data, V: Data>(&self, name: &str) -> Result<WindowStore<K, V>> {
-        self.with_task_store(name, |ctx| ctx.store::<WinStore<K, V>>(name).map(WindowStore::from_inner))
+        self.with_task_store(name, |ctx| {
+            ctx.store::<WinStore<K, V>>(name)
+                .map(WindowStore::from_inner)
+        })
     }
 }
 
@@ -597,21 +627,38 @@ mod tests {
             .into_iter()
             .map(|(w, _)| (w.key, w.window.start))
             .collect();
-        assert_eq!(keys, [("a".into(), 0), ("a".into(), 10), ("ab".into(), 10), ("b".into(), 20)]);
-        assert_eq!(h.fetch(&"a".to_string(), 0, 10).unwrap(), [(0, 0), (10, 10)]);
+        assert_eq!(
+            keys,
+            [
+                ("a".into(), 0),
+                ("a".into(), 10),
+                ("ab".into(), 10),
+                ("b".into(), 20)
+            ]
+        );
+        assert_eq!(
+            h.fetch(&"a".to_string(), 0, 10).unwrap(),
+            [(0, 0), (10, 10)]
+        );
         // The changelog: one record per entry, Kafka's WindowKeySchema.
         let mut out = Vec::new();
         s.take_changes(&mut out);
         assert_eq!(out.len(), 4);
         assert_eq!(out[0].0, changelog_key(b"a", 0, 0));
-        assert_eq!(&out[0].0[..], &[b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+        assert_eq!(
+            &out[0].0[..],
+            &[b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]
+        );
         assert_eq!(out[0].1.as_ref().unwrap()[..8], 1i64.to_be_bytes());
         // Entries older than retention behind the newest start are dropped, with tombstones.
         s.put_raw(Bytes::from("c"), 115, &1, 115).unwrap();
         out.clear();
         s.take_changes(&mut out);
         let tombstones = out.iter().filter(|(_, v)| v.is_none()).count();
-        assert_eq!(tombstones, 3, "starts 0 and 10 (twice) are older than 115 - 100");
+        assert_eq!(
+            tombstones, 3,
+            "starts 0 and 10 (twice) are older than 115 - 100"
+        );
         assert_eq!(s.len(), 2);
     }
 
@@ -654,6 +701,8 @@ mod tests {
             replayed.restore(k, v).unwrap();
         }
         assert_eq!(contents(&replayed), contents(&original));
-        assert!(replayed.restore(Bytes::from_static(b"short"), None).is_err());
+        assert!(replayed
+            .restore(Bytes::from_static(b"short"), None)
+            .is_err());
     }
 }
