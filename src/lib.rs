@@ -63,12 +63,12 @@ pub use crate::connect::{
     BytesConverter, Conditional, Connect, ConnectConfig, ConnectData, ConnectRecord,
     ConnectorConfig, ConnectorKind, ConnectorState, ConnectorStatus, Converter, ErrorTolerance,
     FieldTarget, FileStreamSinkConnector, FileStreamSinkTask, FileStreamSourceConnector,
-    FileStreamSourceTask, Filter, InsertField, JsonConverter, Predicate, RegexRouter,
-    ReplaceField, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, SourceConnector,
-    SourceRecord, SourceTask, SourceTaskContext, StringConverter, TaskStatus, Transform,
-    ERROR_HEADER_CLASS, ERROR_HEADER_CONNECTOR, ERROR_HEADER_EXCEPTION, ERROR_HEADER_MESSAGE,
-    ERROR_HEADER_OFFSET, ERROR_HEADER_PARTITION, ERROR_HEADER_STACKTRACE, ERROR_HEADER_STAGE,
-    ERROR_HEADER_TASK, ERROR_HEADER_TOPIC,
+    FileStreamSourceTask, Filter, InsertField, JsonConverter, Predicate, RegexRouter, ReplaceField,
+    SinkConnector, SinkRecord, SinkTask, SinkTaskContext, SourceConnector, SourceRecord,
+    SourceTask, SourceTaskContext, StringConverter, TaskStatus, Transform, ERROR_HEADER_CLASS,
+    ERROR_HEADER_CONNECTOR, ERROR_HEADER_EXCEPTION, ERROR_HEADER_MESSAGE, ERROR_HEADER_OFFSET,
+    ERROR_HEADER_PARTITION, ERROR_HEADER_STACKTRACE, ERROR_HEADER_STAGE, ERROR_HEADER_TASK,
+    ERROR_HEADER_TOPIC,
 };
 #[cfg(feature = "postgres")]
 pub use crate::connect::{PostgresSinkConnector, PostgresSourceConnector};
@@ -104,7 +104,7 @@ pub use crate::streams::config::{ProcessingGuarantee, StreamsConfig};
 pub use crate::streams::context::{RecordMetadata as StreamRecordMetadata, TaskId, TaskMetrics};
 pub use crate::streams::driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::streams::grouped::KGroupedStream;
-pub use crate::streams::kstream::{Joined, KStream, Repartitioned};
+pub use crate::streams::kstream::{BranchedKStream, Joined, KStream, Repartitioned};
 pub use crate::streams::ktable::KTable;
 pub use crate::streams::node::Data;
 pub use crate::streams::processor::{

@@ -1703,3 +1703,65 @@ proptest! {
         prop_assert_eq!(store_contents::<i64>(&driver, "count"), count.into_iter().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn split_names_branches_and_the_default_takes_the_rest() {
+    let builder = StreamsBuilder::new();
+    let branches = strings(&builder, "in")
+        .split("b-")
+        .branch("tea", |_, v| v.contains("tea"))
+        .branch("hot", |_, v| v.contains("hot"))
+        .default_branch("rest");
+    assert_eq!(
+        branches.keys().cloned().collect::<Vec<_>>(),
+        vec![s("b-hot"), s("b-rest"), s("b-tea")]
+    );
+    for (name, stream) in &branches {
+        stream.to(name, Produced::with(StringCodec, StringCodec));
+    }
+    let driver = driver(builder);
+    let input = driver.input_topic("in", StringCodec, StringCodec);
+    for (i, v) in ["hot tea", "hot water", "juice"].iter().enumerate() {
+        input.pipe_input_at(format!("k{i}"), s(v), 10).unwrap();
+    }
+    let read = |topic: &str| {
+        driver
+            .output_topic(topic, StringCodec, StringCodec)
+            .read_key_values()
+            .unwrap()
+    };
+    assert_eq!(read("b-tea"), vec![(s("k0"), s("hot tea"))]);
+    assert_eq!(read("b-hot"), vec![(s("k1"), s("hot water"))]);
+    assert_eq!(read("b-rest"), vec![(s("k2"), s("juice"))]);
+
+    // Two branches with one name are a build error.
+    let builder = StreamsBuilder::new();
+    let _ = strings(&builder, "in")
+        .split("")
+        .branch("x", |_, _| true)
+        .branch("x", |_, _| true)
+        .no_default_branch();
+    assert!(builder.build().is_err());
+}
+
+#[test]
+fn input_topic_with_auto_advance_stamps_records_with_its_own_time() {
+    let builder = StreamsBuilder::new();
+    strings(&builder, "in").to("out", Produced::with(StringCodec, StringCodec));
+    let driver = driver(builder);
+    let input = driver
+        .input_topic("in", StringCodec, StringCodec)
+        .with_auto_advance(1_000, Duration::from_millis(250));
+    input.pipe_input(s("a"), s("1")).unwrap();
+    input.pipe_input(s("b"), s("2")).unwrap();
+    input.pipe_input_at(s("c"), s("3"), 5).unwrap();
+    input.pipe_input(s("d"), s("4")).unwrap();
+    let stamps: Vec<i64> = driver
+        .output_topic("out", StringCodec, StringCodec)
+        .read_records()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(stamps, vec![1_000, 1_250, 5, 1_500]);
+}

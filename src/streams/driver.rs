@@ -13,7 +13,7 @@
 // literals and owned values, and a borrow would only add `&` at every call.
 #![allow(clippy::needless_pass_by_value)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::rc::Rc;
@@ -98,6 +98,7 @@ impl TopologyTestDriver {
             topic: topic.to_owned(),
             keys: codec_ref(keys),
             values: codec_ref(values),
+            clock: Cell::new(None),
         }
     }
 
@@ -238,12 +239,36 @@ pub struct TestInputTopic<K, V> {
     topic: String,
     keys: CodecRef<K>,
     values: CodecRef<V>,
+    /// The topic's own time and its step, once set with `with_auto_advance`.
+    clock: Cell<Option<(i64, i64)>>,
 }
 
 impl<K, V> TestInputTopic<K, V> {
-    /// Pipes `key` → `value`, stamped with the driver's wall-clock time.
+    /// Gives the topic its own time (Kafka's `createInputTopic(.., startTimestamp,
+    /// autoAdvance)`): records piped without a timestamp get `start_ms`, then
+    /// `start_ms + advance`, and so on.
+    #[must_use]
+    pub fn with_auto_advance(self, start_ms: i64, advance: Duration) -> Self {
+        let step = i64::try_from(advance.as_millis()).unwrap_or(i64::MAX);
+        self.clock.set(Some((start_ms, step)));
+        self
+    }
+
+    /// The timestamp of the next record piped without one.
+    fn next_timestamp(&self) -> i64 {
+        match self.clock.get() {
+            Some((now, step)) => {
+                self.clock.set(Some((now.saturating_add(step), step)));
+                now
+            }
+            None => self.state.borrow().wall_clock,
+        }
+    }
+
+    /// Pipes `key` → `value`, stamped with the topic's time (see
+    /// [`with_auto_advance`](Self::with_auto_advance)) or else the driver's wall-clock time.
     pub fn pipe_input(&self, key: K, value: V) -> Result<()> {
-        let now = self.state.borrow().wall_clock;
+        let now = self.next_timestamp();
         self.pipe_input_at(key, value, now)
     }
 

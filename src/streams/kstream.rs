@@ -1,6 +1,7 @@
 //! `KStream`: a stream of events and its operators.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -316,6 +317,29 @@ impl<K: Data, V: Data> KStream<K, V> {
             .collect()
     }
 
+    /// Splits the stream into named branches (Kafka's `split()`): add branches with
+    /// [`BranchedKStream::branch`]; a record goes to the first branch whose predicate holds.
+    ///
+    /// ```
+    /// use tidelog::{Consumed, Produced, StreamsBuilder, StringCodec};
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder
+    ///     .stream("orders", Consumed::with(StringCodec, StringCodec))
+    ///     .split("order-")
+    ///     .branch("tea", |_, v| v.contains("tea"))
+    ///     .branch("coffee", |_, v| v.contains("coffee"))
+    ///     .default_branch("other");
+    /// branches["order-tea"].to("tea", Produced::with(StringCodec, StringCodec));
+    /// assert_eq!(branches.len(), 3);
+    /// ```
+    pub fn split(&self, prefix: &str) -> BranchedKStream<K, V> {
+        BranchedKStream {
+            stream: self.clone(),
+            prefix: prefix.to_owned(),
+            branches: Vec::new(),
+        }
+    }
+
     /// One stream with the records of both (Kafka's `merge`); order between the two follows
     /// processing order.
     #[must_use]
@@ -600,6 +624,59 @@ impl<K: Data, V: Data> KStream<K, V> {
 impl<K, V> StreamRecord<K, V> {
     pub(crate) fn with_value_keep_key<V2>(self, value: V2) -> StreamRecord<K, V2> {
         self.with_value(value)
+    }
+}
+
+/// A predicate of a branch.
+type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+/// Branches being added to a split stream (Kafka's `BranchedKStream`); finish with
+/// [`default_branch`](Self::default_branch) or [`no_default_branch`](Self::no_default_branch),
+/// which return the branches by name (`prefix` + branch name).
+pub struct BranchedKStream<K, V> {
+    stream: KStream<K, V>,
+    prefix: String,
+    branches: Vec<(String, Predicate<K, V>)>,
+}
+
+impl<K: Data, V: Data> BranchedKStream<K, V> {
+    /// Adds a branch for the records `predicate` holds for (and no earlier branch took).
+    #[must_use]
+    pub fn branch(
+        mut self,
+        name: &str,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.branches
+            .push((format!("{}{name}", self.prefix), Box::new(predicate)));
+        self
+    }
+
+    /// Ends the split with a branch for every record no branch took.
+    pub fn default_branch(mut self, name: &str) -> BTreeMap<String, KStream<K, V>> {
+        self.branches
+            .push((format!("{}{name}", self.prefix), Box::new(|_, _| true)));
+        self.no_default_branch()
+    }
+
+    /// Ends the split; records no branch took are dropped.
+    pub fn no_default_branch(self) -> BTreeMap<String, KStream<K, V>> {
+        let (names, predicates): (Vec<String>, Vec<Predicate<K, V>>) =
+            self.branches.into_iter().unzip();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &names {
+            if !seen.insert(name) {
+                self.stream
+                    .graph
+                    .borrow_mut()
+                    .errors
+                    .push(format!("two branches of a split are named `{name}`"));
+            }
+        }
+        names
+            .into_iter()
+            .zip(self.stream.branch(predicates))
+            .collect()
     }
 }
 
