@@ -375,6 +375,20 @@ struct Timed {
     total: f64,
     /// From `start` until the state is `Running` (every thread has its tasks).
     start: f64,
+    /// CPU time of the whole process (every thread) meanwhile.
+    cpu: f64,
+}
+
+/// CPU seconds this process has used (user + system, all threads). On a busy machine the
+/// wall-clock rates depend on what else runs; CPU time per record much less.
+fn cpu_time() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn pipeline_input(opts: &Opts, durable: bool) -> AnyResult<(tempfile::TempDir, Broker)> {
@@ -398,7 +412,7 @@ fn run_pipeline(opts: &Opts, durable: bool) -> AnyResult<Timed> {
     if !durable {
         relax_internal_topics(&broker, "pipeline")?;
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     streams.start()?;
     let mut running = None;
     wait_until(&streams, "the pipeline's output is complete", || {
@@ -408,6 +422,7 @@ fn run_pipeline(opts: &Opts, durable: bool) -> AnyResult<Timed> {
         Ok(end_offsets(&broker, "out")? >= opts.records)
     })?;
     let total = started.elapsed();
+    let cpu = cpu_time() - cpu;
     streams.close()?;
     let out = end_offsets(&broker, "out")?;
     if out != opts.records {
@@ -416,17 +431,18 @@ fn run_pipeline(opts: &Opts, durable: bool) -> AnyResult<Timed> {
     Ok(Timed {
         total: total.as_secs_f64(),
         start: running.unwrap_or(total).as_secs_f64(),
+        cpu,
     })
 }
 
 /// Baseline: the same work by hand, a `Consumer` → `Producer` loop per partition.
-fn run_copy_loop(opts: &Opts) -> AnyResult<f64> {
+fn run_copy_loop(opts: &Opts) -> AnyResult<(f64, f64)> {
     let (_dir, broker) = pipeline_input(opts, false)?;
     let producer = Producer::new(
         &broker,
         ProducerConfig::default().linger(Duration::from_millis(1)),
     )?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     let workers: Vec<_> = (0..PARTITIONS)
         .map(|p| {
             let (broker, producer) = (broker.clone(), producer.clone());
@@ -460,19 +476,19 @@ fn run_copy_loop(opts: &Opts) -> AnyResult<f64> {
         w.join().map_err(|_| "a copy thread panicked")??;
     }
     producer.flush()?;
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cpu) = (started.elapsed().as_secs_f64(), cpu_time() - cpu);
     let out = end_offsets(&broker, "out")?;
     if out != opts.records {
         return Err(format!("copy loop wrote {out} records, expected {}", opts.records).into());
     }
-    Ok(secs)
+    Ok((secs, cpu))
 }
 
 /// Floor: the output records appended straight to the logs, one thread per partition.
-fn run_log_append(opts: &Opts) -> AnyResult<f64> {
+fn run_log_append(opts: &Opts) -> AnyResult<(f64, f64)> {
     let (_dir, broker) = open(opts, false)?;
     broker.create_topic("out", PARTITIONS)?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     let workers: Vec<_> = (0..PARTITIONS)
         .map(|p| {
             let broker = broker.clone();
@@ -500,7 +516,7 @@ fn run_log_append(opts: &Opts) -> AnyResult<f64> {
     for w in workers {
         w.join().map_err(|_| "an append thread panicked")??;
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), cpu_time() - cpu))
 }
 
 fn goal_pipeline(
@@ -518,14 +534,21 @@ fn goal_pipeline(
     );
     let (mut rps, mut rps_running, mut starts) = (Vec::new(), Vec::new(), Vec::new());
     let (mut copy, mut append) = (Vec::new(), Vec::new());
+    let (mut cpu, mut copy_cpu, mut append_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..opts.reps {
         let t = run_pipeline(opts, false)?;
         rps.push(n / t.total);
         rps_running.push(n / (t.total - t.start).max(1e-9));
         starts.push(t.start);
-        copy.push(n / run_copy_loop(opts)?);
-        append.push(n / run_log_append(opts)?);
+        cpu.push(t.cpu / n * 1e9);
+        let (secs, c) = run_copy_loop(opts)?;
+        copy.push(n / secs);
+        copy_cpu.push(c / n * 1e9);
+        let (secs, c) = run_log_append(opts)?;
+        append.push(n / secs);
+        append_cpu.push(c / n * 1e9);
     }
+    let (cpu, copy_cpu, append_cpu) = (spread(&cpu), spread(&copy_cpu), spread(&append_cpu));
     let durable = run_pipeline(opts, true)?;
     let durable_rps = n / durable.total;
     let (rps, rps_running, starts) = (spread(&rps), spread(&rps_running), spread(&starts));
@@ -547,6 +570,10 @@ fn goal_pipeline(
         100.0 * rps.median / append.median
     );
     println!(
+        "   CPU per record (all threads): Streams {:.0} ns, copy loop {:.0} ns, log append {:.0} ns",
+        cpu.median, copy_cpu.median, append_cpu.median
+    );
+    println!(
         "   Streams app, durability Always on every topic (one run): {:.2} M/s",
         durable_rps / 1e6
     );
@@ -565,6 +592,9 @@ fn goal_pipeline(
     put_spread(json, "pipeline_start_secs", starts);
     put_spread(json, "pipeline_copy_loop_rps", copy);
     put_spread(json, "pipeline_log_append_rps", append);
+    put_spread(json, "pipeline_cpu_ns_per_record", cpu);
+    put_spread(json, "pipeline_copy_loop_cpu_ns_per_record", copy_cpu);
+    put_spread(json, "pipeline_log_append_cpu_ns_per_record", append_cpu);
     json.insert("pipeline_durable_rps".into(), durable_rps.into());
     json.insert("pipeline_goal_met".into(), met.into());
     Ok(())
@@ -649,7 +679,7 @@ fn run_wordcount(opts: &Opts) -> AnyResult<Timed> {
         streams_config(opts, "wordcount", THREADS),
     )?;
     relax_internal_topics(&broker, "wordcount")?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     streams.start()?;
     let mut running = None;
     wait_until(&streams, "every word is counted", || {
@@ -659,6 +689,7 @@ fn run_wordcount(opts: &Opts) -> AnyResult<Timed> {
         Ok(end_offsets(&broker, "word-counts")? >= opts.words)
     })?;
     let total = started.elapsed();
+    let cpu = cpu_time() - cpu;
     let counted: i64 = streams
         .store::<String, i64>("counts")?
         .all()?
@@ -672,18 +703,19 @@ fn run_wordcount(opts: &Opts) -> AnyResult<Timed> {
     Ok(Timed {
         total: total.as_secs_f64(),
         start: running.unwrap_or(total).as_secs_f64(),
+        cpu,
     })
 }
 
 /// Baselines: one thread reads the lines and counts in a `HashMap`; with `produce`, it also
 /// sends every count update to a topic.
-fn run_wordcount_baseline(opts: &Opts, produce: bool) -> AnyResult<f64> {
+fn run_wordcount_baseline(opts: &Opts, produce: bool) -> AnyResult<(f64, f64)> {
     let (_dir, broker) = wordcount_input(opts)?;
     let producer = Producer::new(
         &broker,
         ProducerConfig::default().linger(Duration::from_millis(1)),
     )?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_time());
     let mut consumer =
         broker.consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))?;
     consumer.assign(
@@ -719,12 +751,12 @@ fn run_wordcount_baseline(opts: &Opts, produce: bool) -> AnyResult<f64> {
         }
     }
     producer.flush()?;
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cpu) = (started.elapsed().as_secs_f64(), cpu_time() - cpu);
     let total: i64 = counts.values().sum();
     if total as u64 != opts.words {
         return Err(format!("the baseline counted {total} words, expected {}", opts.words).into());
     }
-    Ok(secs)
+    Ok((secs, cpu))
 }
 
 fn goal_wordcount(
@@ -743,14 +775,21 @@ fn goal_wordcount(
     );
     let (mut rps, mut rps_running, mut starts) = (Vec::new(), Vec::new(), Vec::new());
     let (mut count_only, mut count_produce) = (Vec::new(), Vec::new());
+    let (mut cpu, mut count_cpu, mut produce_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..opts.reps {
         let t = run_wordcount(opts)?;
         rps.push(n / t.total);
         rps_running.push(n / (t.total - t.start).max(1e-9));
         starts.push(t.start);
-        count_only.push(n / run_wordcount_baseline(opts, false)?);
-        count_produce.push(n / run_wordcount_baseline(opts, true)?);
+        cpu.push(t.cpu / n * 1e9);
+        let (secs, c) = run_wordcount_baseline(opts, false)?;
+        count_only.push(n / secs);
+        count_cpu.push(c / n * 1e9);
+        let (secs, c) = run_wordcount_baseline(opts, true)?;
+        count_produce.push(n / secs);
+        produce_cpu.push(c / n * 1e9);
     }
+    let (cpu, count_cpu, produce_cpu) = (spread(&cpu), spread(&count_cpu), spread(&produce_cpu));
     let (rps, rps_running, starts) = (spread(&rps), spread(&rps_running), spread(&starts));
     let (count_only, count_produce) = (spread(&count_only), spread(&count_produce));
     println!("   Streams app                         {}", mrps(rps));
@@ -768,6 +807,11 @@ fn goal_wordcount(
         mrps(count_produce),
         100.0 * rps.median / count_produce.median
     );
+    println!(
+        "   CPU per word (all threads): Streams {:.0} ns, HashMap count {:.0} ns, count + produce \
+         {:.0} ns",
+        cpu.median, count_cpu.median, produce_cpu.median
+    );
     let met = rps.median >= GOAL_WORDCOUNT_RPS;
     println!("   goal {}", if met { "met" } else { "MISSED" });
     if !met {
@@ -783,6 +827,9 @@ fn goal_wordcount(
     put_spread(json, "wordcount_start_secs", starts);
     put_spread(json, "wordcount_hashmap_rps", count_only);
     put_spread(json, "wordcount_hashmap_produce_rps", count_produce);
+    put_spread(json, "wordcount_cpu_ns_per_word", cpu);
+    put_spread(json, "wordcount_hashmap_cpu_ns_per_word", count_cpu);
+    put_spread(json, "wordcount_hashmap_produce_cpu_ns_per_word", produce_cpu);
     json.insert("wordcount_goal_met".into(), met.into());
     Ok(())
 }

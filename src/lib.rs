@@ -120,7 +120,8 @@ pub use crate::streams::window::{
     EmitStrategy, JoinWindows, SessionWindowedCodec, SessionWindows, SlidingWindows, TimeWindows,
     Window, Windowed, WindowedCodec,
 };
-pub use crate::streams::windowed::{SessionWindowedKStream, TimeWindowedKStream};
+pub use crate::streams::session::SessionWindowedKStream;
+pub use crate::streams::windowed::TimeWindowedKStream;
 pub use crate::topic::{
     validate_topic_name, PartitionDescription, Topic, TopicDescription, MAX_TOPIC_NAME_LEN,
 };

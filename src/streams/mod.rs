@@ -43,6 +43,7 @@ pub(crate) mod ktable;
 pub(crate) mod node;
 pub(crate) mod processor;
 pub(crate) mod runtime;
+pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod task;
 pub(crate) mod topology;
