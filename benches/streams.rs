@@ -49,7 +49,11 @@ fn relax_internal_topics(broker: &Broker, app: &str) {
 }
 
 fn fill(broker: &Broker, topic: &str, count: u64, record: impl Fn(u64) -> Record) {
-    let partitions = broker.topic(topic).expect("topic").partitions().expect("partitions");
+    let partitions = broker
+        .topic(topic)
+        .expect("topic")
+        .partitions()
+        .expect("partitions");
     let n = partitions.len() as u64;
     for (p, partition) in partitions.iter().enumerate() {
         let log = partition.log().expect("log");
@@ -81,9 +85,18 @@ fn end_offsets(broker: &Broker, topic: &str) -> u64 {
 }
 
 /// Starts `topology` over `broker` and times it until `done`.
-fn run(broker: &Broker, topology: Topology, app: &str, done: impl Fn(&Streams) -> bool) -> Duration {
-    let streams = Streams::new(broker, topology, StreamsConfig::new(app).num_stream_threads(2))
-        .expect("streams");
+fn run(
+    broker: &Broker,
+    topology: Topology,
+    app: &str,
+    done: impl Fn(&Streams) -> bool,
+) -> Duration {
+    let streams = Streams::new(
+        broker,
+        topology,
+        StreamsConfig::new(app).num_stream_threads(2),
+    )
+    .expect("streams");
     relax_internal_topics(broker, app);
     let started = Instant::now();
     streams.start().expect("start");
@@ -130,7 +143,10 @@ fn wordcount() -> Topology {
         .group_by(|_, w| w.clone(), Grouped::with(StringCodec, StringCodec))
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("word-counts", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "word-counts",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     builder.build().expect("topology")
 }
 
@@ -184,9 +200,16 @@ fn streams(c: &mut Criterion) {
             for _ in 0..iters {
                 let (_dir, broker) = open();
                 broker.create_topic("text", PARTITIONS).expect("topic");
-                broker.create_topic("word-counts", PARTITIONS).expect("topic");
+                broker
+                    .create_topic("word-counts", PARTITIONS)
+                    .expect("topic");
                 fill(&broker, "text", WORDS / 10, |l| {
-                    Record::from_value((l * 10..l * 10 + 10).map(word).collect::<Vec<_>>().join(" "))
+                    Record::from_value(
+                        (l * 10..l * 10 + 10)
+                            .map(word)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
                 });
                 total += run(&broker, wordcount(), "wordcount", |_| {
                     end_offsets(&broker, "word-counts") >= WORDS
@@ -199,11 +222,12 @@ fn streams(c: &mut Criterion) {
     // One loaded store, restarted every iteration (each close writes a fresh snapshot).
     let (_dir, broker) = open();
     broker.create_topic("kv", 1).expect("topic");
-    fill(&broker, "kv", KEYS, |i| Record::new(format!("key-{i:09}"), value(i)));
+    fill(&broker, "kv", KEYS, |i| {
+        Record::new(format!("key-{i:09}"), value(i))
+    });
     let loaded = |s: &Streams| {
         !s.local_tasks().is_empty()
-            && s
-                .store::<String, Bytes>("kv-store")
+            && s.store::<String, Bytes>("kv-store")
                 .and_then(|store| store.approximate_num_entries())
                 .is_ok_and(|n| n >= KEYS)
     };

@@ -25,9 +25,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tidelog::{
-    Broker, Consumed, ConsumerConfig, Deserializer, Materialized, OffsetReset, Producer,
-    ProducerRecord, Produced, Streams, StreamsBuilder, StreamsConfig, StreamsState, StringCodec,
-    Topology,
+    Broker, Consumed, ConsumerConfig, Deserializer, Materialized, OffsetReset, Produced, Producer,
+    ProducerRecord, Streams, StreamsBuilder, StreamsConfig, StreamsState, StringCodec, Topology,
 };
 
 const APP: &str = "click-regions";
@@ -151,7 +150,10 @@ fn topology() -> Result<Topology, tidelog::Error> {
             format!("{plan} plan, in {region}")
         })
         .to_stream()
-        .to(PROFILES, Produced::with_tombstones(StringCodec, StringCodec));
+        .to(
+            PROFILES,
+            Produced::with_tombstones(StringCodec, StringCodec),
+        );
     builder.build()
 }
 
@@ -237,7 +239,13 @@ fn read_all(broker: &Broker, topic: &str) -> AnyResult<Vec<(String, Option<Strin
                 Some(value) => Some(StringCodec.decode(value)?),
                 None => None,
             };
-            records.push((record.timestamp, record.partition, record.offset, key, value));
+            records.push((
+                record.timestamp,
+                record.partition,
+                record.offset,
+                key,
+                value,
+            ));
         }
     }
     records.sort_by_key(|r| (r.0, r.1, r.2));

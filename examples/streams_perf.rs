@@ -50,9 +50,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tidelog::{
     Broker, BrokerConfig, BytesCodec, Consumed, ConsumerConfig, Durability, Grouped, LogConfig,
-    LongCodec, Materialized, OffsetReset, Producer, ProducerConfig, ProducerRecord, Produced,
-    Record, Streams, StreamsBuilder, StreamsConfig, StreamsState, StringCodec, Topology,
-    TopicPartition,
+    LongCodec, Materialized, OffsetReset, Produced, Producer, ProducerConfig, ProducerRecord,
+    Record, Streams, StreamsBuilder, StreamsConfig, StreamsState, StringCodec, TopicPartition,
+    Topology,
 };
 
 const USAGE: &str = "\
@@ -276,7 +276,11 @@ fn end_offsets(broker: &Broker, topic: &str) -> AnyResult<u64> {
 }
 
 /// Waits until `done`, checking the application for errors.
-fn wait_until(streams: &Streams, what: &str, mut done: impl FnMut() -> AnyResult<bool>) -> AnyResult<()> {
+fn wait_until(
+    streams: &Streams,
+    what: &str,
+    mut done: impl FnMut() -> AnyResult<bool>,
+) -> AnyResult<()> {
     let deadline = Instant::now() + GIVE_UP;
     while !done()? {
         if let Some(e) = streams.error() {
@@ -449,9 +453,8 @@ fn run_copy_loop(opts: &Opts) -> AnyResult<(f64, f64)> {
             let expected = opts.records / u64::from(PARTITIONS)
                 + u64::from(u64::from(p) < opts.records % u64::from(PARTITIONS));
             std::thread::spawn(move || -> AnyResult<()> {
-                let mut consumer = broker.consumer(
-                    ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest),
-                )?;
+                let mut consumer = broker
+                    .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))?;
                 consumer.assign(&[TopicPartition::new("in", p)])?;
                 let mut seen = 0;
                 while seen < expected {
@@ -460,8 +463,8 @@ fn run_copy_loop(opts: &Opts) -> AnyResult<(f64, f64)> {
                         let Some(value) = r.value.as_ref().filter(|v| keep(v)) else {
                             continue;
                         };
-                        let mut record = ProducerRecord::new("out", transform(value))
-                            .timestamp(r.timestamp);
+                        let mut record =
+                            ProducerRecord::new("out", transform(value)).timestamp(r.timestamp);
                         if let Some(key) = r.key {
                             record = record.key(key);
                         }
@@ -656,7 +659,10 @@ fn wordcount_topology() -> Result<Topology, tidelog::Error> {
         )
         .count_with(Materialized::named("counts"))
         .to_stream()
-        .to("word-counts", Produced::with_tombstones(StringCodec, LongCodec));
+        .to(
+            "word-counts",
+            Produced::with_tombstones(StringCodec, LongCodec),
+        );
     builder.build()
 }
 
@@ -743,8 +749,11 @@ fn run_wordcount_baseline(opts: &Opts, produce: bool) -> AnyResult<(f64, f64)> {
                 };
                 if produce {
                     producer.send_async(
-                        ProducerRecord::new("word-counts", Bytes::copy_from_slice(&n.to_be_bytes()))
-                            .key(Bytes::copy_from_slice(w.as_bytes())),
+                        ProducerRecord::new(
+                            "word-counts",
+                            Bytes::copy_from_slice(&n.to_be_bytes()),
+                        )
+                        .key(Bytes::copy_from_slice(w.as_bytes())),
                     )?;
                 }
             }
@@ -754,7 +763,11 @@ fn run_wordcount_baseline(opts: &Opts, produce: bool) -> AnyResult<(f64, f64)> {
     let (secs, cpu) = (started.elapsed().as_secs_f64(), cpu_time() - cpu);
     let total: i64 = counts.values().sum();
     if total as u64 != opts.words {
-        return Err(format!("the baseline counted {total} words, expected {}", opts.words).into());
+        return Err(format!(
+            "the baseline counted {total} words, expected {}",
+            opts.words
+        )
+        .into());
     }
     Ok((secs, cpu))
 }
@@ -829,7 +842,11 @@ fn goal_wordcount(
     put_spread(json, "wordcount_hashmap_produce_rps", count_produce);
     put_spread(json, "wordcount_cpu_ns_per_word", cpu);
     put_spread(json, "wordcount_hashmap_cpu_ns_per_word", count_cpu);
-    put_spread(json, "wordcount_hashmap_produce_cpu_ns_per_word", produce_cpu);
+    put_spread(
+        json,
+        "wordcount_hashmap_produce_cpu_ns_per_word",
+        produce_cpu,
+    );
     json.insert("wordcount_goal_met".into(), met.into());
     Ok(())
 }
@@ -875,21 +892,28 @@ fn restart(broker: &Broker, app: &str, topic: &str, keys: u64) -> AnyResult<Rest
     // The task's store is queryable once restored; the state turns `Running` after the
     // thread's first poll (which, with nothing new to read, waits its poll timeout).
     let (mut running, mut complete) = (None, None);
-    wait_until(&streams, "the store holds every key and the state is Running", || {
-        if complete.is_none()
-            && !streams.local_tasks().is_empty()
-            && store.approximate_num_entries()? >= keys
-        {
-            complete = Some(started.elapsed().as_secs_f64());
-        }
-        if running.is_none() && streams.state() == StreamsState::Running {
-            running = Some(started.elapsed().as_secs_f64());
-        }
-        Ok(complete.is_some() && running.is_some())
-    })?;
+    wait_until(
+        &streams,
+        "the store holds every key and the state is Running",
+        || {
+            if complete.is_none()
+                && !streams.local_tasks().is_empty()
+                && store.approximate_num_entries()? >= keys
+            {
+                complete = Some(started.elapsed().as_secs_f64());
+            }
+            if running.is_none() && streams.state() == StreamsState::Running {
+                running = Some(started.elapsed().as_secs_f64());
+            }
+            Ok(complete.is_some() && running.is_some())
+        },
+    )?;
     let (running, complete) = (running.unwrap_or_default(), complete.unwrap_or_default());
     // The store answers: the first, the last, and a key updated by the changelog's tail.
-    for i in [0, keys / 2, keys.saturating_sub(1)].into_iter().filter(|&i| i < keys) {
+    for i in [0, keys / 2, keys.saturating_sub(1)]
+        .into_iter()
+        .filter(|&i| i < keys)
+    {
         if store.get(&restore_key(i))?.is_none() {
             return Err(format!("the restored store misses {}", restore_key(i)).into());
         }

@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tidelog::{
-    Broker, Consumed, ConsumerConfig, Deserializer, Grouped, LongCodec, Materialized,
-    OffsetReset, Producer, ProducerRecord, Produced, Streams, StreamsBuilder, StreamsConfig,
-    StreamsState, StringCodec, Topology,
+    Broker, Consumed, ConsumerConfig, Deserializer, Grouped, LongCodec, Materialized, OffsetReset,
+    Produced, Producer, ProducerRecord, Streams, StreamsBuilder, StreamsConfig, StreamsState,
+    StringCodec, Topology,
 };
 
 const APP: &str = "wordcount";
@@ -102,7 +102,10 @@ fn main() -> AnyResult<()> {
         .join()
         .map_err(|_| "the producer thread panicked")??;
     let lines = total_records(&broker, INPUT)?;
-    println!("produced {} lines ({lines} in `{INPUT}` in all)", TEXT.len());
+    println!(
+        "produced {} lines ({lines} in `{INPUT}` in all)",
+        TEXT.len()
+    );
 
     // Every run appends the whole text, so the counts are `runs` times those of the text.
     let runs = (lines / TEXT.len() as u64) as i64;
@@ -163,7 +166,10 @@ fn main() -> AnyResult<()> {
         return Err("the output topic disagrees with the store".into());
     }
     println!();
-    println!("store and output topic agree on all {} words", queried.len());
+    println!(
+        "store and output topic agree on all {} words",
+        queried.len()
+    );
     Ok(())
 }
 
@@ -176,7 +182,10 @@ fn topology() -> Result<Topology, tidelog::Error> {
                 .map(str::to_lowercase)
                 .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringCodec, StringCodec))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringCodec, StringCodec),
+        )
         .count_with(Materialized::named(STORE))
         .to_stream()
         .to(OUTPUT, Produced::with_tombstones(StringCodec, LongCodec));

@@ -217,10 +217,11 @@ fn lines_from(input: &[(String, u64)], position: u64) -> Vec<String> {
 fn check_round(before: &AtKill, after: &AtKill, covered: u64) -> (usize, u64, u64) {
     // Source: the stored position never lies beyond what the topic holds...
     let resumed = lines_from(&after.input, before.position);
-    let committed_lines = before.input.len() - resumed.len();
+    // The input only grows, so `after.input` starts with `before.input`.
+    let committed_lines = after.input.len() - resumed.len();
     let unique: std::collections::BTreeSet<&String> = before.topic.iter().collect();
     assert!(
-        before.input[..committed_lines]
+        after.input[..committed_lines]
             .iter()
             .all(|(l, _)| unique.contains(l)),
         "a line before the stored source position is missing from the topic"

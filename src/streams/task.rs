@@ -139,17 +139,21 @@ impl Task {
             if now < next {
                 continue;
             }
-            let interval = p.schedule.interval_ms;
-            let behind = (now - next) / interval;
-            p.next = Some(next.saturating_add((behind + 1).saturating_mul(interval)));
+            // In i128: timestamps may span the whole i64 range.
+            let interval = i128::from(p.schedule.interval_ms);
+            let behind = (i128::from(now) - i128::from(next)) / interval;
+            let after = i128::from(next) + (behind + 1) * interval;
+            p.next = Some(i64::try_from(after).unwrap_or(i64::MAX));
             p.node.lock().punctuate(&mut self.ctx, kind, now)?;
         }
         Ok(())
     }
 
-    /// Moves every store's changes to the outbox as changelog records.
+    /// Moves every store's changes to the outbox as changelog records, stamped with wall-clock
+    /// time (the driver's clock under test): compaction keeps a tombstone for `delete_retention` after its timestamp, and the
+    /// restore logic relies on that being real time (see `runtime::restore`).
     pub(crate) fn flush_stores(&mut self) {
-        let timestamp = self.ctx.stream_time.max(0);
+        let timestamp = self.ctx.wall_clock;
         for (store, topic) in &self.changelogs {
             store.take_changes(&mut self.scratch);
             for (key, value) in self.scratch.drain(..) {

@@ -238,17 +238,18 @@ impl Topology {
                 )));
             }
         }
-        // A topic read by two sub-topologies would have its partitions in two tasks of one
-        // group member set: Kafka refuses it too.
-        let mut reader: HashMap<&TopicRef, u32> = HashMap::new();
-        for s in &subtopologies {
-            for topic in &s.sources {
-                if let Some(other) = reader.insert(topic, s.id) {
-                    return Err(Error::InvalidTopology(format!(
-                        "topic `{}` is read by two unconnected parts of the topology \
-                         (sub-topologies {other} and {}); read it once and reuse the stream",
-                        topic.name, s.id
-                    )));
+        // A topic read by two source nodes: Kafka refuses it ("already registered by another
+        // source"); each record would reach only one of them.
+        let mut sourced: BTreeSet<&TopicRef> = BTreeSet::new();
+        for node in &graph.nodes {
+            if let NodeKind::Source { topics, .. } = &node.kind {
+                for topic in topics {
+                    if !sourced.insert(topic) {
+                        return Err(Error::InvalidTopology(format!(
+                            "topic `{}` is read by two sources; read it once and reuse the stream",
+                            topic.name
+                        )));
+                    }
                 }
             }
         }

@@ -135,7 +135,11 @@ impl TimeWindows {
         let mut start = first - first % self.advance;
         while start <= timestamp {
             windows.push(Window::new(start, start.saturating_add(self.size)));
-            start = start.saturating_add(self.advance);
+            // Near i64::MAX the next start does not exist: stop rather than loop at the limit.
+            match start.checked_add(self.advance) {
+                Some(next) => start = next,
+                None => break,
+            }
         }
         windows
     }

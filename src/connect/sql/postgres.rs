@@ -234,8 +234,10 @@ impl Database for Postgres {
 }
 
 /// The `PostgreSQL` sink connector (`PostgresSink`, or Confluent's `JdbcSinkConnector` with a
-/// `jdbc:postgresql:` URL): as [`SqliteSinkConnector`](crate::SqliteSinkConnector) (when
-/// built with `sqlite`), over `PostgreSQL`.
+/// `jdbc:postgresql:` URL): writes records as rows, inserted or upserted by key, tombstones as
+/// deletes, with Confluent's JDBC sink settings (`connection.url`, `connection.user`,
+/// `connection.password`, `insert.mode`, `pk.mode`, `pk.fields`, `delete.enabled`,
+/// `auto.create`, `auto.evolve`, `batch.size`, `table.name.format`).
 #[derive(Default)]
 pub struct PostgresSinkConnector {
     inner: SqlSinkConnector<Postgres>,

@@ -14,9 +14,10 @@
 //! 2. Records are applied in the order given, so an update after an insert, or a delete after
 //!    an upsert, of one key ends as the last record says.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -95,7 +96,7 @@ struct Statement {
     table: String,
     kind: Kind,
     columns: Vec<String>,
-    sql: String,
+    sql: Arc<str>,
 }
 
 /// What to do with one record.
@@ -111,21 +112,26 @@ enum Op {
     Skip,
 }
 
-fn op(settings: &SinkSettings, record: &SinkRecord) -> Result<Op, String> {
+/// What to do with `record`, whose value it takes (the record stays for error reports).
+fn op(settings: &SinkSettings, record: &mut SinkRecord) -> Result<Op, String> {
     let key_columns = match settings.pk_mode {
         PkMode::RecordKey => Some(key_columns(settings, record.key())?),
         _ => None,
     };
-    let Some(value) = record.value() else {
+    let Some(value) = record.record.value.take() else {
         return Ok(match key_columns {
             Some(keys) if settings.delete_enabled => Op::Delete { keys },
             _ => Op::Skip,
         });
     };
-    let Value::Object(fields) = value.to_json()?.into_owned() else {
-        return Err("the value is not a JSON object (set value.converter=json)".into());
+    // Sorted by name (serde_json's map is a BTreeMap).
+    let mut columns = match value {
+        ConnectData::Json(Value::Object(fields)) => fields,
+        other => match other.to_json()?.into_owned() {
+            Value::Object(fields) => fields,
+            _ => return Err("the value is not a JSON object (set value.converter=json)".into()),
+        },
     };
-    let mut columns: BTreeMap<String, Value> = fields.into_iter().collect();
     let keys = match (settings.pk_mode, key_columns) {
         (PkMode::RecordKey, Some(keys)) => {
             let names = keys.iter().map(|(k, _)| k.clone()).collect();
@@ -212,6 +218,11 @@ impl<D: Database> SqlSinkTask<D> {
         columns: &[(String, Value)],
         keys: &[String],
     ) -> Result<()> {
+        if let Some(known) = self.tables.get(table) {
+            if columns.iter().all(|(c, _)| known.contains_key(c)) {
+                return Ok(());
+            }
+        }
         let settings = self.settings.clone().ok_or(Error::Closed)?;
         if !self.tables.contains_key(table) {
             let found = self.db()?.columns(table)?;
@@ -255,7 +266,7 @@ impl<D: Database> SqlSinkTask<D> {
         }
         let missing: Vec<&(String, Value)> = columns
             .iter()
-            .filter(|(c, _)| !self.tables[table].contains_key(c))
+            .filter(|(c, _)| !self.tables.get(table).is_some_and(|t| t.contains_key(c)))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -297,7 +308,7 @@ impl<D: Database> SqlSinkTask<D> {
         kind: Kind,
         columns: &[&str],
         keys: &[String],
-    ) -> Result<String> {
+    ) -> Result<Arc<str>> {
         if let Some(last) = &self.last {
             if last.table == table
                 && last.kind == kind
@@ -311,7 +322,9 @@ impl<D: Database> SqlSinkTask<D> {
             }
         }
         let settings = self.settings.as_ref().ok_or(Error::Closed)?;
-        let types = &self.tables[table];
+        let types = self.tables.get(table).ok_or_else(|| {
+            Error::InvalidArgument(format!("table `{table}` was not prepared before writing"))
+        })?;
         let ph = |i: usize, c: &str| D::placeholder(i + 1, types.get(c).map_or("", String::as_str));
         let sql = match kind {
             Kind::Delete => {
@@ -353,11 +366,12 @@ impl<D: Database> SqlSinkTask<D> {
                 sql
             }
         };
+        let sql: Arc<str> = sql.into();
         self.last = Some(Statement {
             table: table.to_string(),
             kind,
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
-            sql: sql.clone(),
+            sql: Arc::clone(&sql),
         });
         Ok(sql)
     }
@@ -422,8 +436,8 @@ impl<D: Database> SinkTask for SqlSinkTask<D> {
 
     fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
         let settings = self.settings.clone().ok_or(Error::Closed)?;
-        for record in records {
-            match op(&settings, &record) {
+        for mut record in records {
+            match op(&settings, &mut record) {
                 Ok(op) => {
                     let table = settings.table(&record.record.topic);
                     self.apply(&table, op)?;

@@ -24,11 +24,9 @@ use crate::streams::node::Data;
 use crate::streams::runtime::assignor::TaskLayout;
 use crate::streams::store::session::ReadOnlySessionStore;
 use crate::streams::store::window::ReadOnlyWindowStore;
-use crate::streams::store::{
-    ReadOnlyKeyValueStore, StateStore, StoreKind,
-};
+use crate::streams::store::{ReadOnlyKeyValueStore, StateStore, StoreKind};
 use crate::streams::task::changelog_topic;
-use crate::streams::topology::{Topology, TopicRef};
+use crate::streams::topology::{TopicRef, Topology};
 
 /// Where a [`Streams`] application is in its life (Kafka's `KafkaStreams.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,11 +465,20 @@ impl Drop for Streams {
 /// Partition count of every topic the topology touches (resolved names): user topics must
 /// exist; repartition topics are created with their fixed count or the most partitions among
 /// the source topics upstream of them.
-fn partition_counts(broker: &Broker, topology: &Topology, app: &str) -> Result<HashMap<String, u32>> {
+fn partition_counts(
+    broker: &Broker,
+    topology: &Topology,
+    app: &str,
+) -> Result<HashMap<String, u32>> {
     let inner = &topology.inner;
     let mut counts = HashMap::new();
     for s in &inner.subtopologies {
-        for topic in s.sources.iter().chain(s.sinks.iter()).filter(|t| !t.internal) {
+        for topic in s
+            .sources
+            .iter()
+            .chain(s.sinks.iter())
+            .filter(|t| !t.internal)
+        {
             let n = broker
                 .topic(&topic.name)
                 .map_err(|_| {
@@ -491,7 +498,10 @@ fn partition_counts(broker: &Broker, topology: &Topology, app: &str) -> Result<H
         pending.retain(|(name, fixed)| {
             let topic = TopicRef::internal((*name).clone());
             let resolved = topic.resolve(app);
-            let writer = inner.subtopologies.iter().find(|s| s.sinks.contains(&topic));
+            let writer = inner
+                .subtopologies
+                .iter()
+                .find(|s| s.sinks.contains(&topic));
             let upstream: Option<Vec<u32>> = writer.map(|s| {
                 s.sources
                     .iter()
@@ -499,16 +509,25 @@ fn partition_counts(broker: &Broker, topology: &Topology, app: &str) -> Result<H
                     .collect()
             });
             let ready = writer.is_some_and(|s| {
-                s.sources.iter().all(|t| counts.contains_key(&t.resolve(app)))
+                s.sources
+                    .iter()
+                    .all(|t| counts.contains_key(&t.resolve(app)))
             });
             if !ready {
                 return true;
             }
-            let n = fixed.unwrap_or_else(|| {
-                upstream
-                    .and_then(|u| u.into_iter().max())
-                    .unwrap_or(1)
-            });
+            // Joined with user topics: as many partitions as they have (Kafka's
+            // `CopartitionedTopicsEnforcer`); else as many as the most upstream.
+            let joined = inner
+                .copartition
+                .iter()
+                .filter(|group| group.contains(&topic))
+                .flat_map(|group| group.iter().filter(|t| !t.internal))
+                .filter_map(|t| counts.get(&t.name).copied())
+                .max();
+            let n = fixed
+                .or(joined)
+                .unwrap_or_else(|| upstream.and_then(|u| u.into_iter().max()).unwrap_or(1));
             counts.insert(resolved, n);
             false
         });

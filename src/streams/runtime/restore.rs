@@ -24,6 +24,11 @@ pub(crate) fn snapshot_path(
         .join(format!("{store}.snapshot"))
 }
 
+/// How old a snapshot of a store with changelog `topic` may be and still be used.
+pub(crate) fn snapshot_max_age(broker: &Broker, topic: &str) -> Result<Duration> {
+    Ok(broker.topic(topic)?.config().delete_retention / 2)
+}
+
 /// What restoring a store found.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Restored {
@@ -37,15 +42,29 @@ pub(crate) struct Restored {
 /// snapshot's offset to the end; returns `Ok(None)` if the snapshot does not fit the
 /// changelog (its offset is past the end: the changelog was recreated), in which case the
 /// caller must start over with an empty store and no snapshot.
+///
+/// A snapshot older than half the changelog's `delete_retention` is not used: compaction may
+/// have removed tombstones written after it (changelog records carry wall-clock timestamps,
+/// and a tombstone lives `delete_retention` past its timestamp), and replaying a tail without
+/// them would bring deleted keys back. Running tasks snapshot more often than that (see the
+/// stream thread's commit).
 pub(crate) fn restore(
     broker: &Broker,
     store: &Arc<dyn StateStore>,
     changelog: &TopicPartition,
     snapshot: Option<&Path>,
 ) -> Result<Option<Restored>> {
+    let max_age = snapshot_max_age(broker, &changelog.topic)?;
+    let fresh = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age < max_age)
+    };
     let from = match snapshot {
-        Some(path) => snapshot::load(path, &**store)?.unwrap_or(0),
-        None => 0,
+        Some(path) if fresh(path) => snapshot::load(path, &**store)?.unwrap_or(0),
+        _ => 0,
     };
     let end = broker
         .partition(&changelog.topic, changelog.partition)?

@@ -22,7 +22,7 @@ use crate::partition::TopicPartition;
 use crate::producer::{ProducerRecord, SendFuture};
 use crate::streams::context::{TaskId, TaskMetrics};
 use crate::streams::runtime::assignor::StreamsAssignor;
-use crate::streams::runtime::restore::{restore, snapshot_path};
+use crate::streams::runtime::restore::{restore, snapshot_max_age, snapshot_path};
 use crate::streams::runtime::Shared;
 use crate::streams::store::snapshot;
 use crate::streams::task::Task;
@@ -57,6 +57,8 @@ struct Running {
     uncommitted: bool,
     /// Changelog end offset at the last snapshot of each logged store (by store index).
     snapshotted: Vec<u64>,
+    /// When the task last wrote its snapshots (or started).
+    snapshot_at: Instant,
 }
 
 /// The tasks of one stream thread; shared by its loop and its rebalance listener (both run
@@ -138,6 +140,7 @@ impl TaskManager {
                     processed: HashMap::new(),
                     uncommitted: false,
                     snapshotted,
+                    snapshot_at: Instant::now(),
                 },
             );
             return Ok(());
@@ -287,29 +290,7 @@ impl TaskManager {
         }
         let mut offsets = Vec::new();
         for (id, running) in &mut self.tasks {
-            if !selected(id) {
-                continue;
-            }
-            for (i, (store, topic)) in running.task.changelogs().iter().enumerate() {
-                let end = self
-                    .shared
-                    .broker
-                    .partition(topic, id.partition)?
-                    .log_end_offset();
-                let grown = end.saturating_sub(running.snapshotted[i]);
-                let due = grown > SNAPSHOT_MIN_RECORDS.max(store.len() as u64);
-                if (closing && grown > 0) || due {
-                    let path = snapshot_path(
-                        &self.shared.state_dir,
-                        &self.shared.config.application_id,
-                        *id,
-                        store.name(),
-                    );
-                    snapshot::write(&path, &**store, end)?;
-                    running.snapshotted[i] = end;
-                }
-            }
-            if running.uncommitted {
+            if selected(id) && running.uncommitted {
                 offsets.extend(
                     running
                         .processed
@@ -319,8 +300,51 @@ impl TaskManager {
                 running.uncommitted = false;
             }
         }
+        // The commit is fenced if the group moved on without this thread: then no snapshot
+        // either (another owner may be writing the changelog now).
         if !offsets.is_empty() {
             consumer.commit_sync_offsets(&offsets)?;
+        }
+        for (id, running) in &mut self.tasks {
+            if selected(id) {
+                Self::snapshot(&self.shared, *id, running, closing)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the snapshots of `running`'s stores that are due: when the changelog grew by more
+    /// than max(`SNAPSHOT_MIN_RECORDS`, store size) since the last one, when the last one is a
+    /// quarter of the changelog's `delete_retention` old (restores ignore snapshots half that
+    /// old), or on close; never when the changelog did not grow. Runs after the producer's
+    /// flush, so the changelog holds everything the snapshot does.
+    fn snapshot(shared: &Shared, id: TaskId, running: &mut Running, closing: bool) -> Result<()> {
+        let mut wrote = false;
+        for (i, (store, topic)) in running.task.changelogs().iter().enumerate() {
+            let end = shared
+                .broker
+                .partition(topic, id.partition)?
+                .log_end_offset();
+            let grown = end.saturating_sub(running.snapshotted[i]);
+            if grown == 0 {
+                continue;
+            }
+            let aging =
+                running.snapshot_at.elapsed() >= snapshot_max_age(&shared.broker, topic)? / 2;
+            if closing || aging || grown > SNAPSHOT_MIN_RECORDS.max(store.len() as u64) {
+                let path = snapshot_path(
+                    &shared.state_dir,
+                    &shared.config.application_id,
+                    id,
+                    store.name(),
+                );
+                snapshot::write(&path, &**store, end)?;
+                running.snapshotted[i] = end;
+                wrote = true;
+            }
+        }
+        if wrote {
+            running.snapshot_at = Instant::now();
         }
         Ok(())
     }
@@ -342,7 +366,12 @@ impl TaskManager {
             return Ok(());
         }
         let result = if commit {
-            self.commit(consumer, Some(&ids), true)
+            match self.commit(consumer, Some(&ids), true) {
+                // The group moved on: the partitions are lost, not revoked; their records since
+                // the last commit go to the new owner.
+                Err(Error::Fenced { .. }) => Ok(()),
+                other => other,
+            }
         } else {
             Ok(())
         };
@@ -487,7 +516,14 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) -> Result<()> {
             m.process(records)?;
             m.punctuate()?;
             if last_commit.elapsed() >= config.commit_interval || m.commit_requested() {
-                m.commit(&mut consumer, None, false)?;
+                match m.commit(&mut consumer, None, false) {
+                    Ok(()) => {}
+                    // The group removed this thread (it did not poll in time) and gave its
+                    // tasks away: drop them uncommitted, as Kafka does on `TaskMigrated`; the
+                    // next poll rejoins the group.
+                    Err(Error::Fenced { .. }) => m.close_all(&mut consumer, false)?,
+                    Err(e) => return Err(e),
+                }
                 last_commit = Instant::now();
             }
             shared.publish_metrics(m.thread(), m.metrics());
