@@ -401,3 +401,64 @@ fn windowed_counts_are_queryable_while_running() {
     assert!(streams.window_store::<String, i64>("nope").is_err());
     streams.close().unwrap();
 }
+
+#[test]
+fn a_thread_too_slow_for_the_group_rejoins_and_nothing_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_dir, broker) = setup(1);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let stall = Arc::clone(&stalled);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("lines", Consumed::with(StringCodec, StringCodec))
+        .map_values(move |v: String| {
+            // The first time record "slow" comes by, take longer than max_poll_interval.
+            if v == "slow" && !stall.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            v
+        })
+        .to("word-counts", Produced::with(StringCodec, StringCodec));
+    let config = config("slow")
+        .max_poll_interval(Duration::from_millis(200))
+        .max_poll_records(1);
+    let streams = Streams::new(&broker, builder.build().unwrap(), config).unwrap();
+    streams.start().unwrap();
+    let input: Vec<String> = ["a", "slow", "b", "c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    produce_lines(&broker, &input);
+    let deadline = Instant::now() + GIVE_UP;
+    loop {
+        let lag = broker.group_lag("slow").unwrap_or_default();
+        if lag.len() == 1 && lag[0].lag == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lag:?} {:?}", streams.error());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(stalled.load(Ordering::SeqCst));
+    assert_ne!(
+        streams.state(),
+        StreamsState::Error,
+        "{:?}",
+        streams.error()
+    );
+    streams.close().unwrap();
+    // Every input made it out at least once, in order per first appearance.
+    let log = broker.partition("word-counts", 0).unwrap();
+    let out: Vec<String> = log
+        .log()
+        .unwrap()
+        .read_records(0, 1 << 20)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap())
+        .collect();
+    for v in &input {
+        assert!(out.contains(v), "{v} missing from {out:?}");
+    }
+    // (Typically `a` and `slow` come out twice: the stalled thread's work was not committed.)
+}

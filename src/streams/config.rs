@@ -39,6 +39,7 @@ pub struct StreamsConfig {
     pub(crate) skip_undecodable_records: bool,
     pub(crate) processing_guarantee: ProcessingGuarantee,
     pub(crate) session_timeout: Duration,
+    pub(crate) max_poll_interval: Duration,
     pub(crate) max_poll_records: usize,
 }
 
@@ -56,6 +57,7 @@ impl StreamsConfig {
             skip_undecodable_records: false,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
             max_poll_records: 1000,
         }
     }
@@ -118,6 +120,16 @@ impl StreamsConfig {
     #[must_use]
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
+        self
+    }
+
+    /// How long a stream thread may spend on one poll's records (plus punctuation and commit)
+    /// before the group gives its tasks to others (default 5 min, Kafka's
+    /// `max.poll.interval.ms`). The thread then drops its uncommitted work and rejoins; the
+    /// records are processed again by the new owners.
+    #[must_use]
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
         self
     }
 

@@ -486,6 +486,7 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) -> Result<()> {
             .auto_offset_reset(OffsetReset::Earliest)
             .max_poll_records(config.max_poll_records)
             .session_timeout(config.session_timeout)
+            .max_poll_interval(config.max_poll_interval)
             .partition_assignment_strategy(StreamsAssignor {
                 layout: shared.layout.clone(),
             }),
