@@ -45,6 +45,12 @@ pub const DEFAULT_DIR: &str = "tidelog-data";
 /// The internal, compacted topic of connectors' source offsets (see `connect/offsets.rs`).
 pub(crate) const CONNECT_OFFSETS_TOPIC: &str = "__connect_offsets";
 
+/// Whether `name` is one of tidelog's internal topics, which topic listings and pattern
+/// subscriptions leave out (Kafka's `exclude.internal.topics`).
+pub(crate) fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == CONNECT_OFFSETS_TOPIC
+}
+
 /// Settings of an opened directory.
 ///
 /// ```
@@ -314,7 +320,7 @@ impl Broker {
             .topics
             .read()
             .keys()
-            .filter(|name| *name != OFFSETS_TOPIC && *name != CONNECT_OFFSETS_TOPIC)
+            .filter(|name| !is_internal_topic(name))
             .cloned()
             .collect()
     }

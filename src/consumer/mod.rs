@@ -37,10 +37,10 @@ pub use self::group::{ConsumerGroupMetadata, RebalanceListener};
 pub use self::iter::ConsumerIter;
 pub use self::records::{ConsumerRecord, ConsumerRecords};
 pub use self::typed::{DecodeError, RecordField, TypedConsumer, TypedRecord};
+use crate::broker::is_internal_topic;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::group::coordinator::Subscription;
-use crate::group::offsets::OFFSETS_TOPIC;
 use crate::partition::{Partition, TopicPartition};
 use crate::storage::{AppendSignal, PartitionLog};
 use crate::topic::validate_topic_name;
@@ -364,7 +364,7 @@ impl Consumer {
                 .broker
                 .topics()
                 .into_iter()
-                .filter(|t| t != OFFSETS_TOPIC && re.is_match(t))
+                .filter(|t| !is_internal_topic(t) && re.is_match(t))
                 .collect(),
         }
     }

@@ -42,7 +42,8 @@ use parking_lot::{Mutex, RwLock};
 use super::admin::GroupState;
 use super::assignor::{repair, Assignment, Assignor, MemberSubscription, RebalanceProtocol};
 use super::liveness::{now_ms, Liveness, Removal};
-use super::offsets::{OffsetAndMetadata, OFFSETS_TOPIC};
+use super::offsets::OffsetAndMetadata;
+use crate::broker::is_internal_topic;
 use crate::broker::TopicMap;
 use crate::error::{Error, Result};
 use crate::partition::TopicPartition;
@@ -63,7 +64,7 @@ impl Subscription {
             Subscription::Topics(names) => {
                 names.binary_search_by(|n| n.as_str().cmp(topic)).is_ok()
             }
-            Subscription::Pattern(re) => topic != OFFSETS_TOPIC && re.is_match(topic),
+            Subscription::Pattern(re) => !is_internal_topic(topic) && re.is_match(topic),
         }
     }
 
