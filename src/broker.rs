@@ -239,6 +239,11 @@ impl Broker {
         &self.inner.dir
     }
 
+    /// The configuration new topics get unless told otherwise (`BrokerConfig::topic_defaults`).
+    pub(crate) fn topic_defaults(&self) -> LogConfig {
+        self.inner.config.topic_defaults.clone()
+    }
+
     /// Creates a topic with `partitions` partitions and the broker's default topic configuration.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<Topic> {
         self.create_topic_with(name, partitions, self.inner.config.topic_defaults.clone())

@@ -99,23 +99,29 @@ impl Assignor for StreamsAssignor {
         let fits =
             |load: usize, at_ceiling: usize| load < floor || (load == floor && at_ceiling < extra);
         let mut owner: BTreeMap<TaskId, usize> = BTreeMap::new();
+        // Each member should hold at most its share of every sub-topology's tasks too, or one
+        // thread could keep all the cheap tasks and another all the expensive ones.
+        let mut sub_total: BTreeMap<u32, usize> = BTreeMap::new();
+        for task in tasks.keys() {
+            *sub_total.entry(task.subtopology).or_default() += 1;
+        }
+        let sub_cap = |sub: u32| sub_total[&sub].div_ceil(n);
+        let mut per_sub: BTreeMap<(u32, usize), usize> = BTreeMap::new();
         // Sticky pass: a task stays with its previous owner while that owner has room.
         for task in tasks.keys() {
             if let Some(&m) = previous.get(task) {
-                if fits(load[m], at_ceiling) {
+                let held = per_sub.get(&(task.subtopology, m)).copied().unwrap_or(0);
+                if fits(load[m], at_ceiling) && held < sub_cap(task.subtopology) {
                     if load[m] == floor {
                         at_ceiling += 1;
                     }
                     load[m] += 1;
+                    *per_sub.entry((task.subtopology, m)).or_default() += 1;
                     owner.insert(*task, m);
                 }
             }
         }
         // The rest to the least loaded member, spreading each sub-topology's tasks.
-        let mut per_sub: BTreeMap<(u32, usize), usize> = BTreeMap::new();
-        for (task, &m) in &owner {
-            *per_sub.entry((task.subtopology, m)).or_default() += 1;
-        }
         for task in tasks.keys() {
             if owner.contains_key(task) {
                 continue;
@@ -231,5 +237,28 @@ mod tests {
         let t2b = tasks_of(&three["m2"]);
         assert!(t1b.is_subset(&t1) && t2b.is_subset(&t2));
         assert_eq!(tasks_of(&three["m3"]).len(), 5 - t1b.len() - t2b.len());
+    }
+
+    #[test]
+    fn each_member_gets_its_share_of_every_subtopology() {
+        // Two sub-topologies of 2 tasks each; member m1 owned all 4 before m2 joined.
+        let layout = TaskLayout {
+            subtopology_of: HashMap::from([("a".to_string(), 0), ("c".to_string(), 1)]),
+            sources: vec![
+                BTreeMap::from([("a".to_string(), 2)]),
+                BTreeMap::from([("c".to_string(), 2)]),
+            ],
+        };
+        let assignor = StreamsAssignor { layout };
+        let counts = BTreeMap::from([("a".to_string(), 2), ("c".to_string(), 2)]);
+        let all = assignor.assign(&counts, &[member("m1", vec![])]);
+        let two = assignor.assign(
+            &counts,
+            &[member("m1", all["m1"].clone()), member("m2", vec![])],
+        );
+        for parts in two.values() {
+            let topics: BTreeSet<&str> = parts.iter().map(|tp| tp.topic.as_str()).collect();
+            assert_eq!(topics, BTreeSet::from(["a", "c"]), "{two:?}");
+        }
     }
 }

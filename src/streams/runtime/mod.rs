@@ -245,7 +245,9 @@ impl Streams {
                         broker,
                         &topic,
                         tasks,
-                        LogConfig::default().cleanup_policy(CleanupPolicy::Compact),
+                        broker
+                            .topic_defaults()
+                            .cleanup_policy(CleanupPolicy::Compact),
                     )?;
                 }
             }
@@ -539,7 +541,7 @@ fn partition_counts(
     }
     for name in inner.repartition_topics.keys() {
         let resolved = TopicRef::internal(name.clone()).resolve(app);
-        ensure_topic(broker, &resolved, counts[&resolved], LogConfig::default())?;
+        ensure_topic(broker, &resolved, counts[&resolved], broker.topic_defaults())?;
     }
     Ok(counts)
 }

@@ -84,6 +84,17 @@ impl<K: Data, V: Data> StateStore for KvStore<K, V> {
         Ok(())
     }
 
+    fn load_entries(&self, entries: Vec<(Bytes, Bytes)>) -> Result<()> {
+        let mut data = self.data.write();
+        if data.map.is_empty() {
+            // Sorted input: `BTreeMap` builds it in bulk, without a search per key.
+            data.map = entries.into_iter().collect();
+        } else {
+            data.map.extend(entries);
+        }
+        Ok(())
+    }
+
     fn for_each_entry(&self, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
         let data = self.data.read();
         for (key, value) in &data.map {

@@ -76,9 +76,7 @@ pub(crate) fn load(path: &Path, store: &dyn StateStore) -> Result<Option<u64>> {
     let Some((offset, entries)) = parse(&bytes) else {
         return Ok(None);
     };
-    for (key, value) in entries {
-        store.restore(key, Some(value))?;
-    }
+    store.load_entries(entries)?;
     Ok(Some(offset))
 }
 
