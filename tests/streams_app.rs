@@ -462,3 +462,23 @@ fn a_thread_too_slow_for_the_group_rejoins_and_nothing_is_lost() {
     }
     // (Typically `a` and `slow` come out twice: the stalled thread's work was not committed.)
 }
+
+#[test]
+fn the_record_cache_forwards_only_the_latest_count_per_commit() {
+    for (cache, expected_outputs) in [(10 << 20, 1), (0, 1000)] {
+        let (_dir, broker) = setup(1);
+        let input: Vec<String> = (0..1000).map(|_| "same".to_string()).collect();
+        produce_lines(&broker, &input);
+        let config = StreamsConfig::new("cached")
+            .commit_interval(Duration::from_secs(3600))
+            .cache_max_bytes(cache);
+        let streams = Streams::new(&broker, wordcount(), config).unwrap();
+        streams.start().unwrap();
+        wait_for_counts(&[&streams], &BTreeMap::from([("same".to_string(), 1000)]));
+        // Only the commit of the clean close flushes the cache.
+        streams.close().unwrap();
+        let end = broker.partition("word-counts", 0).unwrap().log_end_offset();
+        assert_eq!(end, expected_outputs, "cache_max_bytes {cache}");
+        assert_eq!(output_counts(&broker)["same"], 1000);
+    }
+}

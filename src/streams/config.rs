@@ -41,6 +41,7 @@ pub struct StreamsConfig {
     pub(crate) session_timeout: Duration,
     pub(crate) max_poll_interval: Duration,
     pub(crate) max_poll_records: usize,
+    pub(crate) cache_max_bytes: usize,
 }
 
 impl StreamsConfig {
@@ -59,6 +60,7 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             max_poll_interval: Duration::from_secs(300),
             max_poll_records: 1000,
+            cache_max_bytes: 10 << 20,
         }
     }
 
@@ -130,6 +132,16 @@ impl StreamsConfig {
     #[must_use]
     pub fn max_poll_interval(mut self, interval: Duration) -> Self {
         self.max_poll_interval = interval;
+        self
+    }
+
+    /// Memory each aggregation of each task may use to hold back updates (Kafka's record cache,
+    /// `statestore.cache.max.bytes`; default 10 MiB). An aggregation forwards only the latest
+    /// update of each key since its last flush: at every commit, or when this much is held.
+    /// 0 forwards every update as it happens. The test driver flushes after every record.
+    #[must_use]
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
         self
     }
 

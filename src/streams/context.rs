@@ -95,6 +95,8 @@ pub(crate) struct TaskContext {
     pub(crate) commit_requested: bool,
     /// Skip (and count) records that cannot be decoded instead of failing.
     pub(crate) skip_undecodable: bool,
+    /// Bytes each caching operator may hold before it forwards its updates (0: no caching).
+    pub(crate) cache_max_bytes: usize,
     pub(crate) stores: HashMap<Arc<str>, Arc<dyn StateStore>>,
 }
 
@@ -110,6 +112,7 @@ impl TaskContext {
             metrics: TaskMetrics::default(),
             commit_requested: false,
             skip_undecodable: false,
+            cache_max_bytes: 0,
             stores: HashMap::new(),
         }
     }

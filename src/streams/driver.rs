@@ -72,7 +72,7 @@ impl TopologyTestDriver {
                     },
                     &application_id,
                     wall_clock_ms,
-                    config.skip_undecodable_records,
+                    config,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -193,15 +193,15 @@ impl DriverState {
             if let Some(task) = self.tasks.iter_mut().find(|t| t.reads(&topic)) {
                 task.process(&topic, 0, this, record)?;
             }
-            self.collect(&mut queue);
+            self.collect(&mut queue)?;
         }
         Ok(())
     }
 
     /// Flushes stores, moves outboxes to the outputs, queues records for topics read back.
-    fn collect(&mut self, queue: &mut VecDeque<(Arc<str>, RawRecord)>) {
+    fn collect(&mut self, queue: &mut VecDeque<(Arc<str>, RawRecord)>) -> Result<()> {
         for i in 0..self.tasks.len() {
-            self.tasks[i].flush_stores();
+            self.tasks[i].flush_stores()?;
             for out in self.tasks[i].take_outbox() {
                 if self.tasks.iter().any(|t| t.reads(&out.topic)) {
                     queue.push_back((
@@ -220,11 +220,12 @@ impl DriverState {
                     .push_back(out);
             }
         }
+        Ok(())
     }
 
     fn drain(&mut self) -> Result<()> {
         let mut queue = VecDeque::new();
-        self.collect(&mut queue);
+        self.collect(&mut queue)?;
         while let Some((topic, record)) = queue.pop_front() {
             self.pipe(&topic, record)?;
         }

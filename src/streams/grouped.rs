@@ -1,17 +1,25 @@
 //! `KGroupedStream`: a stream grouped by key, and its aggregations into tables.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use parking_lot::Mutex;
+
 use crate::codec::LongCodec;
+use crate::error::Result;
+use crate::record::Header;
 use crate::streams::builder::Materialized;
 use crate::streams::codec::{codec_ref, CodecRef};
+use crate::streams::context::TaskContext;
 use crate::streams::kstream::{add_node, KStream};
 use crate::streams::ktable::{store_getter, KTable};
-use crate::streams::node::{fn_node, Data, Downstream};
+use crate::streams::node::{Data, Downstream, Node};
 use crate::streams::processor::StreamRecord;
 use crate::streams::store::kv::KvStore;
 use crate::streams::store::{KeyValueStore, StoreBuilder};
+use crate::streams::topology::Flush;
 
 /// A stream grouped by key, ready to aggregate (Kafka's `KGroupedStream<K, V>`). Records with
 /// the same key are in the same partition (the grouping repartitioned if needed), so each
@@ -160,23 +168,19 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             vec![self.stream.node],
             prefix,
             vec![name.clone()],
-            move |inst, mut down: Downstream<K, Option<VA>>| {
+            move |inst, down: Downstream<K, Option<VA>>| {
                 let store = KeyValueStore::from_inner(inst.store::<KvStore<K, VA>>(&store_name)?);
-                let aggregator = Arc::clone(&aggregator);
-                Ok(fn_node(move |ctx, r: StreamRecord<K, V>| {
-                    let current = store.get(&r.key)?;
-                    let next = aggregator(&r.key, r.value, current);
-                    store.put(&r.key, &next)?;
-                    down.forward(
-                        ctx,
-                        StreamRecord {
-                            key: r.key,
-                            value: Some(next),
-                            timestamp: r.timestamp,
-                            headers: r.headers,
-                        },
-                    )
-                }))
+                let node = Arc::new(Mutex::new(CachedAggregate {
+                    store,
+                    aggregator: Arc::clone(&aggregator),
+                    down,
+                    cached: HashMap::new(),
+                    order: Vec::new(),
+                    bytes: 0,
+                }));
+                inst.flushers
+                    .push(Arc::clone(&node) as Arc<Mutex<dyn Flush>>);
+                Ok(Box::new(SharedAggregate(node)) as Box<dyn Node<K, V>>)
             },
         );
         KTable {
@@ -187,5 +191,90 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             getter: Some(store_getter::<K, VA>(name.clone())),
             stores: vec![name],
         }
+    }
+}
+
+/// An aggregation with Kafka's record cache: each update goes to the store at once, but only
+/// the latest update per key since the last flush is forwarded, when the task flushes (every
+/// commit; under the test driver, after every record) or when the cache holds more than
+/// `cache_max_bytes`. With `cache_max_bytes` 0 every update is forwarded as it happens.
+struct CachedAggregate<K, V, VA> {
+    store: KeyValueStore<K, VA>,
+    aggregator: Aggregator<K, V, VA>,
+    down: Downstream<K, Option<VA>>,
+    /// Encoded key → index in `order` of the key's pending update.
+    cached: HashMap<Bytes, usize>,
+    /// Pending updates in first-update order: key, encoded key, latest timestamp and headers.
+    order: Vec<(K, Bytes, i64, Vec<Header>)>,
+    /// Approximate memory held.
+    bytes: usize,
+}
+
+/// What one cached key costs beyond its encoded bytes (vector slot, map entry, timestamps).
+const CACHE_ENTRY_OVERHEAD: usize = 64;
+
+impl<K: Data, V: Data, VA: Data> Node<K, V> for CachedAggregate<K, V, VA> {
+    fn process(&mut self, ctx: &mut TaskContext, r: StreamRecord<K, V>) -> Result<()> {
+        let encoded = self.store.encode_key(&r.key)?;
+        let current = self.store.get_encoded(&encoded)?;
+        let next = (self.aggregator)(&r.key, r.value, current);
+        if ctx.cache_max_bytes == 0 {
+            self.store.put_encoded(encoded, &next)?;
+            return self.down.forward(
+                ctx,
+                StreamRecord {
+                    key: r.key,
+                    value: Some(next),
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                },
+            );
+        }
+        self.store.put_encoded(encoded.clone(), &next)?;
+        match self.cached.get(&encoded) {
+            Some(&i) => {
+                let entry = &mut self.order[i];
+                entry.2 = entry.2.max(r.timestamp);
+                entry.3 = r.headers;
+            }
+            None => {
+                self.bytes += encoded.len() + CACHE_ENTRY_OVERHEAD;
+                self.cached.insert(encoded.clone(), self.order.len());
+                self.order.push((r.key, encoded, r.timestamp, r.headers));
+            }
+        }
+        if self.bytes > ctx.cache_max_bytes {
+            self.flush(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data, VA: Data> Flush for CachedAggregate<K, V, VA> {
+    fn flush(&mut self, ctx: &mut TaskContext) -> Result<()> {
+        self.cached.clear();
+        self.bytes = 0;
+        for (key, encoded, timestamp, headers) in std::mem::take(&mut self.order) {
+            let value = self.store.get_encoded(&encoded)?;
+            self.down.forward(
+                ctx,
+                StreamRecord {
+                    key,
+                    value,
+                    timestamp,
+                    headers,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The task's handle on a cached aggregation (the flush list holds another).
+struct SharedAggregate<K, V, VA>(Arc<Mutex<CachedAggregate<K, V, VA>>>);
+
+impl<K: Data, V: Data, VA: Data> Node<K, V> for SharedAggregate<K, V, VA> {
+    fn process(&mut self, ctx: &mut TaskContext, record: StreamRecord<K, V>) -> Result<()> {
+        self.0.lock().process(ctx, record)
     }
 }

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::streams::config::StreamsConfig;
 use crate::streams::context::{OutRecord, RecordMetadata, TaskContext, TaskId, TaskMetrics};
 use crate::streams::processor::PunctuationType;
 use crate::streams::store::StateStore;
-use crate::streams::topology::{Instantiator, Punctuator, RawRecord, SourceNode, TopologyInner};
+use crate::streams::topology::{
+    Flush, Instantiator, Punctuator, RawRecord, SourceNode, TopologyInner,
+};
 
 /// A store's changes are flushed to its changelog at least this often (in changed keys), not
 /// only at commits, so memory for the changed-key set stays bounded.
@@ -22,6 +25,8 @@ pub(crate) struct Task {
     sources: Vec<Box<dyn SourceNode>>,
     by_topic: HashMap<String, usize>,
     punctuators: Vec<Punctuator>,
+    /// Caching nodes, parents before children.
+    flushers: Vec<Arc<parking_lot::Mutex<dyn Flush>>>,
     /// Logged stores with their changelog topic.
     changelogs: Vec<(Arc<dyn StateStore>, Arc<str>)>,
     pub(crate) stores: Vec<Arc<dyn StateStore>>,
@@ -34,19 +39,23 @@ impl Task {
         id: TaskId,
         application_id: &Arc<str>,
         wall_clock: i64,
-        skip_undecodable: bool,
+        config: &StreamsConfig,
     ) -> Result<Task> {
         let mut ctx = TaskContext::new(id, Arc::clone(application_id), wall_clock);
-        ctx.skip_undecodable = skip_undecodable;
-        let (made, punctuators, stores) = {
+        ctx.skip_undecodable = config.skip_undecodable_records;
+        ctx.cache_max_bytes = config.cache_max_bytes;
+        let (made, punctuators, mut flushers, stores) = {
             let mut inst = Instantiator::new(topology, &mut ctx);
             let made = inst.sources(id.subtopology)?;
             (
                 made,
                 std::mem::take(&mut inst.punctuators),
+                std::mem::take(&mut inst.flushers),
                 std::mem::take(&mut inst.stores),
             )
         };
+        // Flushed parents first: a parent's flush forwards into its descendants' caches.
+        flushers.reverse();
         let mut sources = Vec::new();
         let mut by_topic = HashMap::new();
         for (topics, node) in made {
@@ -69,6 +78,7 @@ impl Task {
             sources,
             by_topic,
             punctuators,
+            flushers,
             changelogs,
             stores,
             scratch: Vec::new(),
@@ -113,7 +123,7 @@ impl Task {
             .iter()
             .any(|(s, _)| s.pending_changes() >= MAX_PENDING_CHANGES)
         {
-            self.flush_stores();
+            self.flush_stores()?;
         }
         Ok(())
     }
@@ -150,9 +160,14 @@ impl Task {
     }
 
     /// Moves every store's changes to the outbox as changelog records, stamped with wall-clock
-    /// time (the driver's clock under test): compaction keeps a tombstone for `delete_retention` after its timestamp, and the
-    /// restore logic relies on that being real time (see `runtime::restore`).
-    pub(crate) fn flush_stores(&mut self) {
+    /// time (the driver's clock under test): compaction keeps a tombstone for
+    /// `delete_retention` after its timestamp, and restoring relies on that being real time
+    /// (see `runtime::restore`). Caching operators forward what they hold first, so their
+    /// stores' last changes go too.
+    pub(crate) fn flush_stores(&mut self) -> Result<()> {
+        for flusher in &self.flushers {
+            flusher.lock().flush(&mut self.ctx)?;
+        }
         let timestamp = self.ctx.wall_clock;
         for (store, topic) in &self.changelogs {
             store.take_changes(&mut self.scratch);
@@ -167,6 +182,7 @@ impl Task {
                 });
             }
         }
+        Ok(())
     }
 
     /// The logged stores and their changelog topics.

@@ -454,6 +454,11 @@ pub(crate) struct Punctuator {
     pub(crate) next: Option<i64>,
 }
 
+/// A node that holds records back and forwards them when flushed (a record cache).
+pub(crate) trait Flush: Send {
+    fn flush(&mut self, ctx: &mut TaskContext) -> Result<()>;
+}
+
 /// A node that can be punctuated.
 pub(crate) trait Punctuate: Send {
     fn punctuate(
@@ -469,6 +474,8 @@ pub(crate) struct Instantiator<'a> {
     pub(crate) topology: &'a TopologyInner,
     pub(crate) ctx: &'a mut TaskContext,
     pub(crate) punctuators: Vec<Punctuator>,
+    /// Caching nodes, children before parents (children are made first).
+    pub(crate) flushers: Vec<Arc<parking_lot::Mutex<dyn Flush>>>,
     /// Shared instances of nodes with several parents.
     shared: HashMap<usize, Box<dyn Any + Send>>,
     /// Stores created, in creation order (also in `ctx.stores`).
@@ -481,6 +488,7 @@ impl<'a> Instantiator<'a> {
             topology,
             ctx,
             punctuators: Vec::new(),
+            flushers: Vec::new(),
             shared: HashMap::new(),
             stores: Vec::new(),
         }

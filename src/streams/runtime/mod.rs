@@ -541,7 +541,12 @@ fn partition_counts(
     }
     for name in inner.repartition_topics.keys() {
         let resolved = TopicRef::internal(name.clone()).resolve(app);
-        ensure_topic(broker, &resolved, counts[&resolved], broker.topic_defaults())?;
+        ensure_topic(
+            broker,
+            &resolved,
+            counts[&resolved],
+            broker.topic_defaults(),
+        )?;
     }
     Ok(counts)
 }

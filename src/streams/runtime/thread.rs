@@ -95,7 +95,7 @@ impl TaskManager {
                 id,
                 &application_id,
                 now_ms(),
-                shared.config.skip_undecodable_records,
+                &shared.config,
             )?;
             let mut snapshotted = Vec::new();
             let mut fits = true;
@@ -278,7 +278,7 @@ impl TaskManager {
         let selected = |id: &TaskId| ids.is_none_or(|ids| ids.contains(id));
         for (id, running) in &mut self.tasks {
             if selected(id) {
-                running.task.flush_stores();
+                running.task.flush_stores()?;
             }
         }
         self.send_outboxes()?;

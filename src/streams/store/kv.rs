@@ -155,6 +155,30 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
         Ok(())
     }
 
+    /// The encoded form of `key` (for callers that use it more than once).
+    pub(crate) fn encode_key(&self, key: &K) -> Result<Bytes> {
+        Ok(self.inner.keys.encode(key)?)
+    }
+
+    /// [`get`](Self::get) by encoded key.
+    pub(crate) fn get_encoded(&self, key: &Bytes) -> Result<Option<V>> {
+        let value = self.inner.data.read().map.get(key).cloned();
+        value
+            .map(|v| self.inner.values.decode(&v).map_err(Into::into))
+            .transpose()
+    }
+
+    /// [`put`](Self::put) by encoded key.
+    pub(crate) fn put_encoded(&self, key: Bytes, value: &V) -> Result<()> {
+        let value = self.inner.values.encode(value)?;
+        let mut data = self.inner.data.write();
+        if self.inner.logged {
+            data.dirty.push(key.clone());
+        }
+        data.map.insert(key, value);
+        Ok(())
+    }
+
     /// Sets the value of `key` unless it has one; returns the value it had.
     pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
         match self.get(key)? {
