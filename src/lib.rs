@@ -104,23 +104,23 @@ pub use crate::streams::config::{ProcessingGuarantee, StreamsConfig};
 pub use crate::streams::context::{RecordMetadata as StreamRecordMetadata, TaskId, TaskMetrics};
 pub use crate::streams::driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::streams::grouped::KGroupedStream;
+pub use crate::streams::join::StreamJoined;
 pub use crate::streams::kstream::{BranchedKStream, Joined, KStream, Repartitioned};
 pub use crate::streams::ktable::KTable;
 pub use crate::streams::node::Data;
 pub use crate::streams::processor::{
     Cancellable, Processor, ProcessorContext, PunctuationType, StreamRecord,
 };
-pub use crate::streams::store::{KeyValueStore, ReadOnlyKeyValueStore, StoreBuilder};
 pub use crate::streams::runtime::{Streams, StreamsState};
-pub use crate::streams::topology::Topology;
-pub use crate::streams::join::StreamJoined;
+pub use crate::streams::session::SessionWindowedKStream;
 pub use crate::streams::store::session::{ReadOnlySessionStore, SessionStore};
 pub use crate::streams::store::window::{ReadOnlyWindowStore, WindowStore};
+pub use crate::streams::store::{KeyValueStore, ReadOnlyKeyValueStore, StoreBuilder};
+pub use crate::streams::topology::Topology;
 pub use crate::streams::window::{
     EmitStrategy, JoinWindows, SessionWindowedCodec, SessionWindows, SlidingWindows, TimeWindows,
     Window, Windowed, WindowedCodec,
 };
-pub use crate::streams::session::SessionWindowedKStream;
 pub use crate::streams::windowed::TimeWindowedKStream;
 pub use crate::topic::{
     validate_topic_name, PartitionDescription, Topic, TopicDescription, MAX_TOPIC_NAME_LEN,
