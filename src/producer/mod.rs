@@ -53,7 +53,7 @@ use crate::record::Header;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    topic: Cow<'static, str>,
+    topic: TopicName,
     partition: Option<u32>,
     key: Option<Bytes>,
     value: Option<Bytes>,
@@ -61,12 +61,49 @@ pub struct ProducerRecord {
     headers: Vec<Header>,
 }
 
+/// A record's topic name: the caller's string, or a name shared with the caller (Streams
+/// sends every record of a sink with one `Arc<str>`, without a copy per record).
+#[derive(Debug, Clone, Eq)]
+enum TopicName {
+    Named(Cow<'static, str>),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for TopicName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            TopicName::Named(name) => name,
+            TopicName::Shared(name) => name,
+        }
+    }
+}
+
+impl PartialEq for TopicName {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 impl ProducerRecord {
+    /// A record for a topic named by a shared string.
+    pub(crate) fn to_shared_topic(topic: Arc<str>, value: Option<Bytes>) -> Self {
+        ProducerRecord {
+            topic: TopicName::Shared(topic),
+            partition: None,
+            key: None,
+            value,
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+
     /// A record for `topic` with a value, no key, stamped with the time of the send. A topic
     /// given as a `&'static str` or a `String` costs no copy.
     pub fn new(topic: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
-            topic: topic.into(),
+            topic: TopicName::Named(topic.into()),
             partition: None,
             key: None,
             value: Some(value.into()),
@@ -78,7 +115,7 @@ impl ProducerRecord {
     /// A tombstone for `key`: no value. In a compacted topic it deletes the key.
     pub fn tombstone(topic: impl Into<Cow<'static, str>>, key: impl Into<Bytes>) -> Self {
         ProducerRecord {
-            topic: topic.into(),
+            topic: TopicName::Named(topic.into()),
             partition: None,
             key: Some(key.into()),
             value: None,
@@ -335,7 +372,7 @@ impl Producer {
         }
         {
             let topics = shared.topics.load();
-            if let Some(entry) = topics.get(record.topic.as_ref()) {
+            if let Some(entry) = topics.get(&*record.topic) {
                 if entry.topic.is_live() {
                     return send_to(shared, entry, record, mode);
                 }
@@ -344,7 +381,7 @@ impl Producer {
         shared.resolve(&record.topic)?;
         let topics = shared.topics.load();
         let entry = topics
-            .get(record.topic.as_ref())
+            .get(&*record.topic)
             .ok_or_else(|| Error::UnknownTopic(record.topic.to_string()))?;
         send_to(shared, entry, record, mode)
     }

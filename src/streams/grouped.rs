@@ -216,10 +216,13 @@ const CACHE_ENTRY_OVERHEAD: usize = 64;
 impl<K: Data, V: Data, VA: Data> Node<K, V> for CachedAggregate<K, V, VA> {
     fn process(&mut self, ctx: &mut TaskContext, r: StreamRecord<K, V>) -> Result<()> {
         let encoded = self.store.encode_key(&r.key)?;
-        let current = self.store.get_encoded(&encoded)?;
-        let next = (self.aggregator)(&r.key, r.value, current);
+        let aggregator = &self.aggregator;
+        let key = &r.key;
+        let value = r.value;
+        let next = self
+            .store
+            .update_encoded(encoded.clone(), |current| aggregator(key, value, current))?;
         if ctx.cache_max_bytes == 0 {
-            self.store.put_encoded(encoded, &next)?;
             return self.down.forward(
                 ctx,
                 StreamRecord {
@@ -230,7 +233,6 @@ impl<K: Data, V: Data, VA: Data> Node<K, V> for CachedAggregate<K, V, VA> {
                 },
             );
         }
-        self.store.put_encoded(encoded.clone(), &next)?;
         match self.cached.get(&encoded) {
             Some(&i) => {
                 let entry = &mut self.order[i];

@@ -234,8 +234,7 @@ impl TaskManager {
     fn send_outboxes(&mut self) -> Result<()> {
         for running in self.tasks.values_mut() {
             for out in running.task.take_outbox() {
-                let mut record = ProducerRecord::new(out.topic.to_string(), bytes::Bytes::new())
-                    .value(out.value)
+                let mut record = ProducerRecord::to_shared_topic(out.topic, out.value)
                     .timestamp(out.timestamp)
                     .headers(out.headers);
                 if let Some(key) = out.key {

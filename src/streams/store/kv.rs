@@ -168,15 +168,33 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
             .transpose()
     }
 
-    /// [`put`](Self::put) by encoded key.
-    pub(crate) fn put_encoded(&self, key: Bytes, value: &V) -> Result<()> {
-        let value = self.inner.values.encode(value)?;
-        let mut data = self.inner.data.write();
-        if self.inner.logged {
-            data.dirty.push(key.clone());
-        }
-        data.map.insert(key, value);
-        Ok(())
+    /// Replaces the value of an encoded key with `update(current value)` in one search of the
+    /// map; returns the new value.
+    pub(crate) fn update_encoded(&self, key: Bytes, update: impl FnOnce(Option<V>) -> V) -> Result<V> {
+        use std::collections::btree_map::Entry;
+        let inner = &*self.inner;
+        let mut data = inner.data.write();
+        let data = &mut *data;
+        let next = match data.map.entry(key) {
+            Entry::Occupied(mut slot) => {
+                let next = update(Some(inner.values.decode(slot.get())?));
+                slot.insert(inner.values.encode(&next)?);
+                if inner.logged {
+                    data.dirty.push(slot.key().clone());
+                }
+                next
+            }
+            Entry::Vacant(slot) => {
+                let next = update(None);
+                let encoded = inner.values.encode(&next)?;
+                if inner.logged {
+                    data.dirty.push(slot.key().clone());
+                }
+                slot.insert(encoded);
+                next
+            }
+        };
+        Ok(next)
     }
 
     /// Sets the value of `key` unless it has one; returns the value it had.
