@@ -2,7 +2,7 @@
 //! set of keys changed since the last changelog flush.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -17,8 +17,9 @@ use crate::streams::store::StateStore;
 #[derive(Default)]
 struct KvData {
     map: BTreeMap<Bytes, Bytes>,
-    /// Keys changed since the last `take_changes`, possibly repeated.
-    dirty: Vec<Bytes>,
+    /// Keys changed since the last `take_changes` (a set: its size is the number of
+    /// changelog records the next flush writes).
+    dirty: HashSet<Bytes>,
 }
 
 /// A task's key-value store. Readers (interactive queries) and the task's thread share it
@@ -66,9 +67,8 @@ impl<K: Data, V: Data> StateStore for KvStore<K, V> {
 
     fn take_changes(&self, out: &mut Vec<(Bytes, Option<Bytes>)>) {
         let mut data = self.data.write();
-        let mut dirty = std::mem::take(&mut data.dirty);
+        let mut dirty: Vec<Bytes> = std::mem::take(&mut data.dirty).into_iter().collect();
         dirty.sort_unstable();
-        dirty.dedup();
         out.extend(dirty.into_iter().map(|key| {
             let value = data.map.get(&key).cloned();
             (key, value)
@@ -149,7 +149,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
         let value = self.inner.values.encode(value)?;
         let mut data = self.inner.data.write();
         if self.inner.logged {
-            data.dirty.push(key.clone());
+            data.dirty.insert(key.clone());
         }
         data.map.insert(key, value);
         Ok(())
@@ -170,7 +170,11 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
 
     /// Replaces the value of an encoded key with `update(current value)` in one search of the
     /// map; returns the new value.
-    pub(crate) fn update_encoded(&self, key: Bytes, update: impl FnOnce(Option<V>) -> V) -> Result<V> {
+    pub(crate) fn update_encoded(
+        &self,
+        key: Bytes,
+        update: impl FnOnce(Option<V>) -> V,
+    ) -> Result<V> {
         use std::collections::btree_map::Entry;
         let inner = &*self.inner;
         let mut data = inner.data.write();
@@ -180,7 +184,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
                 let next = update(Some(inner.values.decode(slot.get())?));
                 slot.insert(inner.values.encode(&next)?);
                 if inner.logged {
-                    data.dirty.push(slot.key().clone());
+                    data.dirty.insert(slot.key().clone());
                 }
                 next
             }
@@ -188,7 +192,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
                 let next = update(None);
                 let encoded = inner.values.encode(&next)?;
                 if inner.logged {
-                    data.dirty.push(slot.key().clone());
+                    data.dirty.insert(slot.key().clone());
                 }
                 slot.insert(encoded);
                 next
@@ -212,7 +216,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
             let mut data = self.inner.data.write();
             let old = data.map.remove(&key);
             if self.inner.logged && old.is_some() {
-                data.dirty.push(key);
+                data.dirty.insert(key);
             }
             old
         };
