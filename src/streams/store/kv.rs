@@ -1,9 +1,12 @@
-//! The key-value store: an ordered map from encoded key to encoded value, in memory, with the
-//! set of keys changed since the last changelog flush.
+//! The key-value store: a hash map from encoded key to encoded value, in memory, with the set
+//! of keys changed since the last changelog flush.
+//!
+//! Updates are the hot path (an aggregation reads and writes its key for every record), so
+//! the map is hashed, not ordered: one hash instead of a dozen key comparisons per update.
+//! Queries that promise key order (`range`, `all`) sort what they return.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,7 +19,7 @@ use crate::streams::store::StateStore;
 
 #[derive(Default)]
 struct KvData {
-    map: BTreeMap<Bytes, Bytes>,
+    map: HashMap<Bytes, Bytes>,
     /// Keys changed since the last `take_changes` (a set: its size is the number of
     /// changelog records the next flush writes).
     dirty: HashSet<Bytes>,
@@ -86,12 +89,8 @@ impl<K: Data, V: Data> StateStore for KvStore<K, V> {
 
     fn load_entries(&self, entries: Vec<(Bytes, Bytes)>) -> Result<()> {
         let mut data = self.data.write();
-        if data.map.is_empty() {
-            // Sorted input: `BTreeMap` builds it in bulk, without a search per key.
-            data.map = entries.into_iter().collect();
-        } else {
-            data.map.extend(entries);
-        }
+        data.map.reserve(entries.len());
+        data.map.extend(entries);
         Ok(())
     }
 
@@ -175,7 +174,7 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
         key: Bytes,
         update: impl FnOnce(Option<V>) -> V,
     ) -> Result<V> {
-        use std::collections::btree_map::Entry;
+        use std::collections::hash_map::Entry;
         let inner = &*self.inner;
         let mut data = inner.data.write();
         let data = &mut *data;
@@ -231,17 +230,32 @@ impl<K: Data, V: Data> KeyValueStore<K, V> {
         if from > to {
             return Ok(Vec::new());
         }
-        let data = self.inner.data.read();
-        data.map
-            .range::<Bytes, _>((Bound::Included(&from), Bound::Included(&to)))
+        let mut entries: Vec<(Bytes, Bytes)> = {
+            let data = self.inner.data.read();
+            data.map
+                .iter()
+                .filter(|(k, _)| **k >= from && **k <= to)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries
+            .iter()
             .map(|(k, v)| self.inner.decode_entry(k, v))
             .collect()
     }
 
     /// Every entry, in key order.
     pub fn all(&self) -> Result<Vec<(K, V)>> {
-        let data = self.inner.data.read();
-        data.map
+        let mut entries: Vec<(Bytes, Bytes)> = {
+            let data = self.inner.data.read();
+            data.map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries
             .iter()
             .map(|(k, v)| self.inner.decode_entry(k, v))
             .collect()

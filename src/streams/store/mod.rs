@@ -44,8 +44,8 @@ pub(crate) trait StateStore: Send + Sync + 'static {
     fn take_changes(&self, out: &mut Vec<(Bytes, Option<Bytes>)>);
     /// Applies one changelog record (restoration); does not count as a change.
     fn restore(&self, key: Bytes, value: Option<Bytes>) -> Result<()>;
-    /// Applies a snapshot's entries, in the order the snapshot lists them (the store's own
-    /// order); a store may build its map in one go instead of entry by entry.
+    /// Applies a snapshot's entries (distinct keys, in the order the snapshot lists them); a
+    /// store may build its map in one go instead of entry by entry.
     fn load_entries(&self, entries: Vec<(Bytes, Bytes)>) -> Result<()> {
         for (key, value) in entries {
             self.restore(key, Some(value))?;
