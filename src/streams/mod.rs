@@ -24,12 +24,14 @@
 //!
 //! # At-least-once commits
 //!
-//! A commit runs, in this order: flush the stores' changes into their changelogs; flush the
-//! producer (outputs, repartition records and changelog records are appended and, per their
-//! topics' durability, fsynced); write store snapshots where due; commit the input offsets of
-//! the records processed. So every committed input's effects are durable; a crash repeats at
-//! most the records since the last commit. Exactly-once would replace the first two steps and
-//! the last with one transaction; the order is already the one it needs.
+//! A commit runs, in this order: aggregations forward what their record caches hold; the
+//! stores' changes go into their changelogs; the producer is flushed (outputs, repartition
+//! records and changelog records are appended and, per their topics' durability, fsynced) and
+//! every send's outcome checked; the input offsets of the records processed are committed;
+//! then store snapshots are written where due (only after a successful, unfenced commit). So
+//! every committed input's effects are durable; a crash repeats at most the records since the
+//! last commit. Exactly-once would turn the flush and the offset commit into one transaction;
+//! the order is already the one it needs.
 
 pub(crate) mod builder;
 pub(crate) mod codec;

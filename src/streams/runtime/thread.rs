@@ -266,8 +266,9 @@ impl TaskManager {
         Ok(())
     }
 
-    /// The at-least-once commit of `ids` (all tasks if `None`): flush stores and producer,
-    /// snapshot where due (always if `closing`), then commit the input offsets.
+    /// The at-least-once commit of `ids` (all tasks if `None`): flush caches and store changes,
+    /// flush the producer and check the sends, commit the input offsets, then write the
+    /// snapshots that are due (on `closing`, every store that changed).
     pub(crate) fn commit(
         &mut self,
         consumer: &mut Consumer,

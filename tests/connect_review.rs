@@ -1,0 +1,1 @@
+// scratch review tests
