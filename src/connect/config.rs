@@ -19,6 +19,8 @@ pub const NAME: &str = "name";
 pub const CONNECTOR_CLASS: &str = "connector.class";
 /// `tasks.max`: the most tasks the connector's work is split into.
 pub const TASKS_MAX: &str = "tasks.max";
+/// The most tasks a connector may have (`tasks.max`): each task is a thread of this process.
+pub const MAX_TASKS: usize = 1024;
 
 /// Longest connector name accepted (it becomes part of a consumer group id and thread names).
 const MAX_NAME_LEN: usize = 249;
@@ -215,6 +217,13 @@ impl ConnectorConfig {
         let n: usize = self.parse_or(TASKS_MAX, 1)?;
         if n == 0 {
             return Err(self.error(TASKS_MAX, "must be at least 1"));
+        }
+        // Each task is a thread of this process.
+        if n > MAX_TASKS {
+            return Err(self.error(
+                TASKS_MAX,
+                &format!("must be at most {MAX_TASKS} (each task is a thread)"),
+            ));
         }
         Ok(n)
     }

@@ -130,6 +130,29 @@ impl FileStreamSourceTask {
     }
 }
 
+impl FileStreamSourceTask {
+    /// At the end of the open file: whether the name now holds a shorter file (truncated) or
+    /// another file (rotated by rename; the open one has been read to its end). A missing name
+    /// is not a replacement: the old file may come back, or a new one appear later.
+    fn replaced(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(settings), Some(reader)) = (&self.settings, &self.reader) else {
+            return Ok(false);
+        };
+        let now = match std::fs::metadata(&settings.file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(format!("reading {}", settings.file.display()), e)),
+        };
+        let open = reader
+            .get_ref()
+            .metadata()
+            .ctx(|| format!("reading the size of {}", settings.file.display()))?;
+        let read = self.position + self.partial.len() as u64;
+        Ok(now.len() < read || now.ino() != open.ino() || now.dev() != open.dev())
+    }
+}
+
 impl SourceTask for FileStreamSourceTask {
     fn start(&mut self, config: &ConnectorConfig, context: &SourceTaskContext) -> Result<()> {
         let settings = FileSettings::from_config(config)?;
@@ -195,6 +218,13 @@ impl SourceTask for FileStreamSourceTask {
             ));
         }
         if records.is_empty() {
+            if self.replaced()? {
+                // Truncated, or rotated (a new file under the name): read it from the start.
+                self.reader = None;
+                self.position = 0;
+                self.partial.clear();
+                return Ok(Vec::new());
+            }
             if let Some(context) = &self.context {
                 context.idle(poll_interval);
             }

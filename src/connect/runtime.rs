@@ -169,6 +169,10 @@ struct Inner {
     producer: Producer,
     plugins: RwLock<Arc<Plugins>>,
     connectors: Mutex<BTreeMap<String, Running>>,
+    /// Held across each start, stop and restart (reentrant: a restart starts again), so that
+    /// two of them never interleave: a restart that joins a task's thread without the
+    /// `connectors` lock must not find another restart's new thread in the slot.
+    lifecycle: parking_lot::ReentrantMutex<()>,
 }
 
 struct Running {
@@ -237,6 +241,7 @@ impl Connect {
                 producer,
                 plugins: RwLock::new(Arc::new(Plugins::builtin())),
                 connectors: Mutex::new(BTreeMap::new()),
+                lifecycle: parking_lot::ReentrantMutex::new(()),
             }),
         })
     }
@@ -370,6 +375,7 @@ impl Connect {
     }
 
     fn launch(&self, config: ConnectorConfig, mut made: Made) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
         config.check_identity()?;
         self.check_runtime_keys(&config, &made)?;
         let name = config.name().to_string();
@@ -458,6 +464,7 @@ impl Connect {
     ///
     /// Errors: [`Error::UnknownConnector`].
     pub fn stop_connector(&self, name: &str) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
         let running = self
             .inner
             .connectors
@@ -470,6 +477,7 @@ impl Connect {
 
     /// Stops every connector (as dropping the last handle does).
     pub fn shutdown(&self) {
+        let _lifecycle = self.inner.lifecycle.lock();
         let all = std::mem::take(&mut *self.inner.connectors.lock());
         for (_, running) in all {
             stop_running(running);
@@ -510,6 +518,7 @@ impl Connect {
     /// Errors: [`Error::UnknownConnector`]; [`Error::InvalidArgument`] for a task the
     /// connector does not have.
     pub fn restart_task(&self, name: &str, task: usize) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
         let old = {
             let mut connectors = self.inner.connectors.lock();
             let running = connectors
@@ -543,6 +552,7 @@ impl Connect {
     ///
     /// Errors: [`Error::UnknownConnector`]; what starting it returns (it is then stopped).
     pub fn restart_connector(&self, name: &str) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
         let running = self
             .inner
             .connectors

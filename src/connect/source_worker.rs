@@ -22,7 +22,7 @@ use super::api::{SourceTask, SourceTaskContext};
 use super::config::ConnectorConfig;
 use super::control::{ConnectorState, Target, TaskControl};
 use super::converter::{self, Converter};
-use super::data::SourceRecord;
+use super::data::{ConnectRecord, SourceRecord};
 use super::dead_letter::{ErrorHandler, Stage};
 use super::offsets::OffsetStore;
 use super::registry::Plugins;
@@ -142,13 +142,21 @@ impl SourceWorker {
         }
     }
 
+    /// Sends one record; its source offset becomes committable only once the record was
+    /// handed to the producer, dropped by a transform, or tolerated as errant (an error before
+    /// that must leave the offset where it was, or a restart would skip the record).
     fn send(&self, p: &mut Pipeline, record: SourceRecord) -> Result<(), String> {
         let SourceRecord {
             source_partition,
             source_offset,
             record,
         } = record;
+        self.send_record(p, record)?;
         remember(&mut p.pending, source_partition, source_offset);
+        Ok(())
+    }
+
+    fn send_record(&self, p: &mut Pipeline, record: ConnectRecord) -> Result<(), String> {
         let mut record = Some(record);
         for t in &mut p.transforms {
             let Some(r) = record.take() else { break };

@@ -156,6 +156,16 @@ fn op(settings: &SinkSettings, record: &mut SinkRecord) -> Result<Op, String> {
         }
     }
     ordered.extend(columns);
+    // SQL integers are 64-bit signed: a larger one would be stored as a lossy float (or
+    // refused by the database, failing the task); it is the record that is wrong.
+    if let Some((name, n)) = ordered
+        .iter()
+        .find(|(_, v)| matches!(v, Value::Number(n) if n.is_u64() && !n.is_i64()))
+    {
+        return Err(format!(
+            "field `{name}` holds {n}, larger than the 64-bit signed integers SQL databases store"
+        ));
+    }
     Ok(Op::Write {
         columns: ordered,
         keys,

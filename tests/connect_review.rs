@@ -1,1 +1,0 @@
-// scratch review tests
