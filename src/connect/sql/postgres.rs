@@ -181,7 +181,10 @@ impl Database for Postgres {
             });
         let limit = limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
         let sql = format!(
-            "SELECT row_to_json(t)::text, {inc}, {ts} FROM (SELECT * FROM {}{clause}{limit}) t",
+            // The outer query keeps the inner order explicitly (PostgreSQL does not promise
+            // that a subquery's order survives): timestamp, then incrementing column.
+            "SELECT row_to_json(t)::text, {inc}, {ts} FROM (SELECT * FROM {}{clause}{limit}) t \
+             ORDER BY 3 ASC, 2 ASC",
             quote(&query.table)
         );
         let stmt = self.prepare(&sql)?;

@@ -188,13 +188,16 @@ impl<D: Database> SourceTask for SqlSourceTask<D> {
                 Mode::Timestamp => None,
                 _ => Some(settings.batch_max_rows),
             };
-            let until = (settings.delay_ms > 0).then(|| {
+            // Always an upper bound, as Confluent's source: rows stamped with the current
+            // instant may still be joined by more rows with that timestamp, which a later
+            // `ts > last` query would then miss.
+            let until = {
                 let delay = match t.kind {
                     TimestampKind::Millis => settings.delay_ms,
                     TimestampKind::Micros => settings.delay_ms.saturating_mul(1000),
                 };
-                D::now(t.kind) - delay
-            });
+                Some(D::now(t.kind).saturating_sub(delay))
+            };
             let rows = db.poll(&t.query, t.kind, &t.position, until, limit)?;
             // Invariant 2.
             t.due = if limit.is_some_and(|l| rows.len() >= l) {
