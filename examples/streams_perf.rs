@@ -785,8 +785,8 @@ fn goal_wordcount(
     let n = opts.words as f64;
     println!();
     println!(
-        "2. word count: {} words in {} lines, {VOCABULARY}-word vocabulary, one output record \
-         per word; goal >= {:.0} M words/s",
+        "2. word count: {} words in {} lines, {VOCABULARY}-word vocabulary, counts out through \
+         the record cache; goal >= {:.0} M words/s",
         opts.words,
         lines(opts.words),
         GOAL_WORDCOUNT_RPS / 1e6
