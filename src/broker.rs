@@ -482,7 +482,7 @@ impl Broker {
     ///
     /// `__consumer_offsets` and `__connect_offsets` stay compacted whatever `config` says.
     pub fn set_topic_config(&self, name: &str, config: LogConfig) -> Result<()> {
-        let config = if name == OFFSETS_TOPIC || name == CONNECT_OFFSETS_TOPIC {
+        let config = if is_internal_topic(name) {
             config.cleanup_policy(CleanupPolicy::Compact)
         } else {
             config
@@ -567,18 +567,14 @@ fn spawn_background(
 }
 
 fn refuse_internal(name: &str, what: &str) -> Result<()> {
-    if name == CONNECT_OFFSETS_TOPIC {
-        return Err(Error::InvalidArgument(format!(
-            "`{CONNECT_OFFSETS_TOPIC}` is the internal topic of connectors' source offsets and \
-             cannot be created, deleted or grown by hand"
-        )));
-    }
-    if name == OFFSETS_TOPIC {
-        return Err(Error::InvalidArgument(format!(
-            "`{OFFSETS_TOPIC}` is the internal topic of committed offsets and cannot be {what}"
-        )));
-    }
-    Ok(())
+    let holds = match name {
+        OFFSETS_TOPIC => "committed offsets",
+        CONNECT_OFFSETS_TOPIC => "connectors' source offsets",
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidArgument(format!(
+        "`{name}` is the internal topic of {holds} and cannot be {what}"
+    )))
 }
 
 fn metadata_path(dir: &Path) -> PathBuf {

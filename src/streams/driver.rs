@@ -136,18 +136,10 @@ impl TopologyTestDriver {
 
     /// The key-value store `name` (of whichever sub-topology has it).
     pub fn key_value_store<K: Data, V: Data>(&self, name: &str) -> Result<KeyValueStore<K, V>> {
-        let state = self.state.borrow();
-        for task in &state.tasks {
-            if task.ctx.stores.contains_key(name) {
-                return task
-                    .ctx
-                    .store::<KvStore<K, V>>(name)
-                    .map(KeyValueStore::from_inner);
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "the topology has no state store `{name}`"
-        )))
+        self.with_task_store(name, |ctx| {
+            ctx.store::<KvStore<K, V>>(name)
+                .map(KeyValueStore::from_inner)
+        })
     }
 
     /// Counters summed over the driver's tasks (late records dropped, ...).

@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 use crate::error::Result;
 use crate::streams::codec::CodecRef;
 use crate::streams::node::Data;
-use crate::streams::store::StateStore;
+use crate::streams::store::{instances_as, StateStore};
 
 #[derive(Default)]
 struct KvData {
@@ -279,21 +279,8 @@ pub struct ReadOnlyKeyValueStore<K, V> {
 
 impl<K: Data, V: Data> ReadOnlyKeyValueStore<K, V> {
     fn instances(&self) -> Result<Vec<KeyValueStore<K, V>>> {
-        (self.stores)()
-            .into_iter()
-            .map(|store| {
-                store
-                    .as_any()
-                    .downcast::<KvStore<K, V>>()
-                    .map(KeyValueStore::from_inner)
-                    .map_err(|_| {
-                        crate::Error::InvalidArgument(format!(
-                            "state store `{}` does not hold these key and value types",
-                            self.name
-                        ))
-                    })
-            })
-            .collect()
+        let stores = instances_as::<KvStore<K, V>>(&(self.stores)(), &self.name)?;
+        Ok(stores.into_iter().map(KeyValueStore::from_inner).collect())
     }
 
     /// The value of `key` in whichever local task holds it.

@@ -59,6 +59,24 @@ pub(crate) trait StateStore: Send + Sync + 'static {
     fn len(&self) -> usize;
 }
 
+/// The local instances of store `name` (an interactive query's view) as their concrete type
+/// `S`; an error if they are of another kind or other key and value types.
+pub(crate) fn instances_as<S: StateStore>(
+    stores: &[Arc<dyn StateStore>],
+    name: &str,
+) -> Result<Vec<Arc<S>>> {
+    stores
+        .iter()
+        .map(|store| {
+            Arc::clone(store).as_any().downcast::<S>().map_err(|_| {
+                crate::Error::InvalidArgument(format!(
+                    "state store `{name}` is not a store of the requested kind and types"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Kinds of stores a topology can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreKind {

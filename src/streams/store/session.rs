@@ -30,7 +30,7 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::streams::codec::CodecRef;
 use crate::streams::node::Data;
-use crate::streams::store::StateStore;
+use crate::streams::store::{instances_as, StateStore};
 use crate::streams::window::{Window, Windowed};
 
 /// (key bytes, session end, session start).
@@ -364,18 +364,8 @@ impl<K: Data, V: Data> ReadOnlySessionStore<K, V> {
     /// Every session of `key` in whichever local tasks hold it.
     pub fn fetch(&self, key: &K) -> Result<Vec<(Windowed<K>, V)>> {
         let mut all = Vec::new();
-        for store in (self.stores)() {
-            let store = store
-                .as_any()
-                .downcast::<SessStore<K, V>>()
-                .map(SessionStore::from_inner)
-                .map_err(|_| {
-                    Error::InvalidArgument(format!(
-                        "state store `{}` is not a session store of these key and value types",
-                        self.name
-                    ))
-                })?;
-            all.extend(store.fetch(key)?);
+        for store in instances_as::<SessStore<K, V>>(&(self.stores)(), &self.name)? {
+            all.extend(SessionStore::from_inner(store).fetch(key)?);
         }
         Ok(all)
     }

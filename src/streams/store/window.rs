@@ -37,7 +37,7 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::streams::codec::CodecRef;
 use crate::streams::node::Data;
-use crate::streams::store::StateStore;
+use crate::streams::store::{instances_as, StateStore};
 use crate::streams::window::{Window, Windowed};
 
 /// (key bytes, window start, sequence number).
@@ -486,21 +486,8 @@ pub struct ReadOnlyWindowStore<K, V> {
 
 impl<K: Data, V: Data> ReadOnlyWindowStore<K, V> {
     fn instances(&self) -> Result<Vec<WindowStore<K, V>>> {
-        (self.stores)()
-            .into_iter()
-            .map(|store| {
-                store
-                    .as_any()
-                    .downcast::<WinStore<K, V>>()
-                    .map(WindowStore::from_inner)
-                    .map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "state store `{}` is not a window store of these key and value types",
-                            self.name
-                        ))
-                    })
-            })
-            .collect()
+        let stores = instances_as::<WinStore<K, V>>(&(self.stores)(), &self.name)?;
+        Ok(stores.into_iter().map(WindowStore::from_inner).collect())
     }
 
     /// The value of `key` in the window starting at `window_start`, from whichever local task
