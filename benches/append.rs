@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tidelog::{Durability, LogConfig, PartitionLog, Record};
+use tidelog::{Durability, LogConfig, PartitionLog, Record, RecordBatch};
 
 fn records(n: usize, value_len: usize) -> Vec<Record> {
     (0..n)
@@ -54,5 +54,20 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append);
+/// Encoding alone (no file): the user-space part of an append of 100 records of 100 bytes.
+fn encode(c: &mut Criterion) {
+    let batch = records(100, 100);
+    let mut group = c.benchmark_group("encode");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("value_100B/batch_100", |b| {
+        b.iter(|| RecordBatch::encode(0, std::hint::black_box(&batch)).expect("encode"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, encode);
 criterion_main!(benches);

@@ -688,7 +688,7 @@ impl Segment {
             }
             let bytes = &chunk[rel..rel + total as usize];
             if verify_crc {
-                let computed = crc32c::crc32c(&bytes[21..]);
+                let computed = crate::batch::crc32c(&bytes[21..]);
                 if computed != header.crc {
                     return damage(
                         Error::ChecksumMismatch {
