@@ -351,6 +351,11 @@ impl RecordBatch {
     /// may leave gaps). In a `LogAppendTime` batch every record's timestamp is the batch's max
     /// timestamp, as in Kafka. The iterator stops after the first error.
     pub fn records(&self) -> Records<'_> {
+        self.records_from(RecordCursor::START)
+    }
+
+    /// [`records`](Self::records) from `cursor` on (a cursor taken from this batch's records).
+    pub(crate) fn records_from(&self, cursor: RecordCursor) -> Records<'_> {
         let state = match self.header.compression() {
             Ok(Compression::None) => State::Records,
             Ok(codec) => State::Failed(Some(Error::UnsupportedCompression(codec.name()))),
@@ -358,11 +363,16 @@ impl RecordBatch {
         };
         Records {
             batch: self,
-            pos: HEADER_LEN,
-            decoded: 0,
-            next_min_delta: 0,
+            cursor,
             state,
         }
+    }
+
+    /// The bytes of a field of a record decoded from this batch (one reference count
+    /// increment, no copy).
+    #[inline]
+    pub(crate) fn field(&self, span: Option<Span>) -> Option<Bytes> {
+        span.map(|s| self.bytes.slice(s.start..s.end))
     }
 }
 
@@ -391,13 +401,49 @@ fn validate(buf: &[u8]) -> Result<BatchHeader> {
 #[derive(Debug)]
 pub struct Records<'a> {
     batch: &'a RecordBatch,
+    cursor: RecordCursor,
+    state: State,
+}
+
+/// Where the decoding of a batch's records stands. A consumer that returns part of a batch keeps
+/// it, so that the next poll goes on from the next record without checking the CRC again nor
+/// decoding the records already returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordCursor {
     /// Position of the next record in the batch's bytes.
     pos: usize,
     /// Records decoded so far.
     decoded: u32,
     /// The next record's offset delta must be at least this (deltas increase strictly).
     next_min_delta: u32,
-    state: State,
+}
+
+impl RecordCursor {
+    /// Before the first record.
+    pub(crate) const START: RecordCursor = RecordCursor {
+        pos: HEADER_LEN,
+        decoded: 0,
+        next_min_delta: 0,
+    };
+}
+
+/// One record as decoded, its key and value left as positions in the batch's bytes: a record
+/// skipped (below a fetch position) costs no reference count, and the consumer builds its own
+/// record type from it without an intermediate [`Record`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordFields {
+    /// Base offset + offset delta.
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Span>,
+    pub value: Option<Span>,
+}
+
+/// `start..end` of a field in a batch's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
 }
 
 #[derive(Debug)]
@@ -411,34 +457,16 @@ impl Iterator for Records<'_> {
     type Item = Result<OffsetRecord>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let State::Failed(error) = &mut self.state {
-            return error.take().map(Err);
-        }
-        let end = self.batch.bytes.len();
-        let declared = self.batch.header.record_count;
-        let result = if self.decoded == declared {
-            if self.pos == end {
-                return None;
-            }
-            Err(Error::invalid_batch(format!(
-                "{} bytes after the last of {declared} records",
-                end - self.pos
-            )))
-        } else if self.pos == end {
-            Err(Error::invalid_batch(format!(
-                "recordCount is {declared} but the batch holds {} records",
-                self.decoded
-            )))
-        } else {
-            self.decode_next()
-        };
-        match result {
-            Ok(record) => Some(Ok(record)),
-            Err(e) => {
-                self.state = State::Failed(None);
-                Some(Err(e))
-            }
-        }
+        let mut headers = Vec::new();
+        Some(self.next_fields(&mut headers)?.map(|f| OffsetRecord {
+            offset: f.offset,
+            record: Record {
+                key: self.batch.field(f.key),
+                value: self.batch.field(f.value),
+                timestamp: f.timestamp,
+                headers,
+            },
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -447,7 +475,7 @@ impl Iterator for Records<'_> {
             // At most the declared records, plus one error.
             State::Records => (
                 0,
-                Some((self.batch.header.record_count - self.decoded) as usize + 1),
+                Some((self.batch.header.record_count - self.cursor.decoded) as usize + 1),
             ),
         }
     }
@@ -456,23 +484,63 @@ impl Iterator for Records<'_> {
 impl FusedIterator for Records<'_> {}
 
 impl Records<'_> {
-    fn decode_next(&mut self) -> Result<OffsetRecord> {
-        let bytes = &self.batch.bytes;
-        let header = &self.batch.header;
-        let index = self.decoded;
+    /// Where the next record is.
+    pub(crate) fn cursor(&self) -> RecordCursor {
+        self.cursor
+    }
+
+    /// The next record's fields, its headers (if any) pushed to `headers`: what
+    /// [`next`](Iterator::next) returns, before keys and values are sliced out of the batch.
+    #[inline]
+    pub(crate) fn next_fields(
+        &mut self,
+        headers: &mut Vec<Header>,
+    ) -> Option<Result<RecordFields>> {
+        if let State::Failed(error) = &mut self.state {
+            return error.take().map(Err);
+        }
+        let end = self.batch.bytes.len();
+        let declared = self.batch.header.record_count;
+        let result = if self.cursor.pos != end && self.cursor.decoded != declared {
+            self.decode_next(headers)
+        } else if self.cursor.decoded == declared {
+            if self.cursor.pos == end {
+                return None;
+            }
+            Err(Error::invalid_batch(format!(
+                "{} bytes after the last of {declared} records",
+                end - self.cursor.pos
+            )))
+        } else {
+            Err(Error::invalid_batch(format!(
+                "recordCount is {declared} but the batch holds {} records",
+                self.cursor.decoded
+            )))
+        };
+        if result.is_err() {
+            self.state = State::Failed(None);
+        }
+        Some(result)
+    }
+
+    fn decode_next(&mut self, headers: &mut Vec<Header>) -> Result<RecordFields> {
+        let batch = self.batch;
+        let header = &batch.header;
+        let bytes: &[u8] = &batch.bytes;
+        let index = self.cursor.decoded;
         let mut outer = Reader {
             bytes,
-            pos: self.pos,
+            pos: self.cursor.pos,
             end: bytes.len(),
             index,
         };
         let length = outer.varint("record length")?;
         let length = usize::try_from(length)
-            .map_err(|_| outer.error(format!("record length {length} is negative")))?;
+            .map_err(|_| outer.error(format_args!("record length {length} is negative")))?;
         if length > outer.end - outer.pos {
-            return Err(outer.error(format!(
-                "record length {length} runs past the end of the batch ({} bytes left)",
-                outer.end - outer.pos
+            let left = outer.end - outer.pos;
+            return Err(outer.error(format_args!(
+                "record length {length} runs past the end of the batch ({left} bytes left)"
             )));
         }
         let record_end = outer.pos + length;
@@ -487,11 +555,11 @@ impl Records<'_> {
         let offset_delta = r.varint("offsetDelta")?;
         let offset_delta = u32::try_from(offset_delta)
             .ok()
-            .filter(|&d| d >= self.next_min_delta && d <= header.last_offset_delta)
+            .filter(|&d| d >= self.cursor.next_min_delta && d <= header.last_offset_delta)
             .ok_or_else(|| {
-                r.error(format!(
-                    "offsetDelta {offset_delta} is out of order or outside 0..={}",
-                    header.last_offset_delta
+                let last = header.last_offset_delta;
+                r.error(format_args!(
+                    "offsetDelta {offset_delta} is out of order or outside 0..={last}"
                 ))
             })?;
         let timestamp = match header.timestamp_type() {
@@ -499,60 +567,74 @@ impl Records<'_> {
                 .base_timestamp
                 .checked_add(timestamp_delta)
                 .ok_or_else(|| {
-                    r.error(format!(
-                        "baseTimestamp {} + timestampDelta {timestamp_delta} overflows",
-                        header.base_timestamp
+                    let base = header.base_timestamp;
+                    r.error(format_args!(
+                        "baseTimestamp {base} + timestampDelta {timestamp_delta} overflows"
                     ))
                 })?,
             TimestampType::LogAppendTime => header.max_timestamp,
         };
-        let key = r.nullable_bytes("key")?;
-        let value = r.nullable_bytes("value")?;
+        let key = r.nullable("key")?;
+        let value = r.nullable("value")?;
         let header_count = r.varint("headerCount")?;
         let header_count = usize::try_from(header_count)
-            .map_err(|_| r.error(format!("headerCount {header_count} is negative")))?;
-        // Each header takes at least two bytes; never trust the count for the allocation. Most
-        // records have none: skip the allocation call (an empty Vec does not allocate).
-        let mut headers = Vec::new();
+            .map_err(|_| r.error(format_args!("headerCount {header_count} is negative")))?;
         if header_count > 0 {
-            headers.reserve_exact(header_count.min((r.end - r.pos) / 2));
-        }
-        for _ in 0..header_count {
-            let key_len = r.varint("header key length")?;
-            let key_len = usize::try_from(key_len)
-                .map_err(|_| r.error(format!("header key length {key_len} is negative")))?;
-            let key = r.take(key_len, "header key")?;
-            let key = std::str::from_utf8(&bytes[key])
-                .map_err(|e| r.error(format!("header key is not UTF-8: {e}")))?
-                .to_owned();
-            let value = r.nullable_bytes("header value")?;
-            headers.push(Header { key, value });
+            r = decode_headers(batch, r, header_count, headers)?;
         }
         if r.pos != record_end {
-            return Err(r.error(format!(
-                "record length is {length} but its fields take {}",
-                length - (record_end - r.pos)
+            let taken = length - (record_end - r.pos);
+            return Err(r.error(format_args!(
+                "record length is {length} but its fields take {taken}"
             )));
         }
-        self.pos = record_end;
-        self.decoded += 1;
-        // Cannot overflow: offset_delta <= last_offset_delta <= i32::MAX.
-        self.next_min_delta = offset_delta + 1;
-        Ok(OffsetRecord {
+        self.cursor = RecordCursor {
+            pos: record_end,
+            decoded: index + 1,
+            // Cannot overflow: offset_delta <= last_offset_delta <= i32::MAX.
+            next_min_delta: offset_delta + 1,
+        };
+        Ok(RecordFields {
             offset: header.base_offset + u64::from(offset_delta),
-            record: Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            },
+            timestamp,
+            key,
+            value,
         })
     }
 }
 
+/// Decodes `count` headers at `r`'s position into `headers`; returns the reader moved past them.
+/// Out of line: most records have none.
+#[inline(never)]
+fn decode_headers<'a>(
+    batch: &RecordBatch,
+    mut r: Reader<'a>,
+    count: usize,
+    headers: &mut Vec<Header>,
+) -> Result<Reader<'a>> {
+    // Each header takes at least two bytes; never trust the count for the allocation.
+    headers.reserve_exact(count.min((r.end - r.pos) / 2));
+    for _ in 0..count {
+        let key_len = r.varint("header key length")?;
+        let key_len = usize::try_from(key_len)
+            .map_err(|_| r.error(format_args!("header key length {key_len} is negative")))?;
+        let key = r.take(key_len, "header key")?;
+        let key = std::str::from_utf8(&r.bytes[key.start..key.end])
+            .map_err(|e| r.error(format_args!("header key is not UTF-8: {e}")))?
+            .to_owned();
+        let value = batch.field(r.nullable("header value")?);
+        headers.push(Header { key, value });
+    }
+    Ok(r)
+}
+
 /// Reads the fields of one record within `pos..end` of the batch.
+///
+/// Its methods are inlined and its error paths take it by value, so that the decoder keeps the
+/// position in a register instead of storing and reloading it between fields.
+#[derive(Clone, Copy)]
 struct Reader<'a> {
-    bytes: &'a Bytes,
+    bytes: &'a [u8],
     pos: usize,
     end: usize,
     /// Index of the record in its batch, for error messages.
@@ -560,16 +642,15 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn error(&self, what: impl std::fmt::Display) -> Error {
-        Error::invalid_batch(format!(
-            "record {} at byte {}: {what}",
-            self.index, self.pos
-        ))
+    #[inline]
+    fn error(&self, what: std::fmt::Arguments<'_>) -> Error {
+        record_error(self.index, self.pos, what)
     }
 
+    #[inline]
     fn byte(&mut self, field: &str) -> Result<u8> {
-        if self.pos == self.end {
-            return Err(self.error(format!("truncated record: {field} missing")));
+        if self.pos >= self.end {
+            return Err(self.error(format_args!("truncated record: {field} missing")));
         }
         let b = self.bytes[self.pos];
         self.pos += 1;
@@ -585,32 +666,40 @@ impl Reader<'_> {
     #[inline(always)]
     fn varint(&mut self, field: &str) -> Result<i32> {
         let zigzag = |raw: u32| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
-        match self.bytes[self.pos..self.end] {
-            [b0, ..] if b0 & 0x80 == 0 => {
+        match self.bytes.get(self.pos..self.end) {
+            Some(&[b0, ..]) if b0 & 0x80 == 0 => {
                 self.pos += 1;
                 Ok(zigzag(u32::from(b0)))
             }
-            [b0, b1, ..] if b1 & 0x80 == 0 => {
+            Some(&[b0, b1, ..]) if b1 & 0x80 == 0 => {
                 self.pos += 2;
                 Ok(zigzag(u32::from(b0 & 0x7f) | u32::from(b1) << 7))
             }
-            _ => self.varint_slow(field),
+            _ => {
+                let (value, pos) = self.varint_slow(field)?;
+                self.pos = pos;
+                Ok(value)
+            }
         }
     }
 
+    /// The varint at the position and the position after it. By value: see [`Reader`].
     #[inline(never)]
-    fn varint_slow(&mut self, field: &str) -> Result<i32> {
+    fn varint_slow(mut self, field: &str) -> Result<(i32, usize)> {
         let mut raw = 0u32;
         for i in 0..5 {
             let b = self.byte(field)?;
             if i == 4 && b > 0x0f {
-                return Err(self.error(format!(
+                return Err(self.error(format_args!(
                     "{field}: malformed varint (over 5 bytes or 32 bits)"
                 )));
             }
             raw |= u32::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Ok((raw >> 1).cast_signed() ^ -(raw & 1).cast_signed());
+                return Ok((
+                    (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed(),
+                    self.pos,
+                ));
             }
         }
         unreachable_varint()
@@ -624,67 +713,84 @@ impl Reader<'_> {
     #[inline(always)]
     fn varlong(&mut self, field: &str) -> Result<i64> {
         let zigzag = |raw: u64| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
-        match self.bytes[self.pos..self.end] {
-            [b0, ..] if b0 & 0x80 == 0 => {
+        match self.bytes.get(self.pos..self.end) {
+            Some(&[b0, ..]) if b0 & 0x80 == 0 => {
                 self.pos += 1;
                 Ok(zigzag(u64::from(b0)))
             }
-            [b0, b1, ..] if b1 & 0x80 == 0 => {
+            Some(&[b0, b1, ..]) if b1 & 0x80 == 0 => {
                 self.pos += 2;
                 Ok(zigzag(u64::from(b0 & 0x7f) | u64::from(b1) << 7))
             }
-            _ => self.varlong_slow(field),
+            _ => {
+                let (value, pos) = self.varlong_slow(field)?;
+                self.pos = pos;
+                Ok(value)
+            }
         }
     }
 
+    /// The varlong at the position and the position after it. By value: see [`Reader`].
     #[inline(never)]
-    fn varlong_slow(&mut self, field: &str) -> Result<i64> {
+    fn varlong_slow(mut self, field: &str) -> Result<(i64, usize)> {
         let mut raw = 0u64;
         for i in 0..10 {
             let b = self.byte(field)?;
             if i == 9 && b > 0x01 {
-                return Err(self.error(format!(
+                return Err(self.error(format_args!(
                     "{field}: malformed varlong (over 10 bytes or 64 bits)"
                 )));
             }
             raw |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Ok((raw >> 1).cast_signed() ^ -(raw & 1).cast_signed());
+                return Ok((
+                    (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed(),
+                    self.pos,
+                ));
             }
         }
         unreachable_varint()
     }
 
-    /// The range of the next `len` bytes.
+    /// The span of the next `len` bytes.
     #[allow(clippy::inline_always)] // twice per record (key, value); plain #[inline] left a call
     #[inline(always)]
-    fn take(&mut self, len: usize, field: &str) -> Result<std::ops::Range<usize>> {
+    fn take(&mut self, len: usize, field: &str) -> Result<Span> {
         if len > self.end - self.pos {
-            return Err(self.error(format!(
-                "truncated record: {field} of {len} bytes, {} left in the record",
-                self.end - self.pos
+            let left = self.end - self.pos;
+            return Err(self.error(format_args!(
+                "truncated record: {field} of {len} bytes, {left} left in the record"
             )));
         }
         let start = self.pos;
         self.pos += len;
-        Ok(start..self.pos)
+        Ok(Span {
+            start,
+            end: self.pos,
+        })
     }
 
-    /// A varint length (-1 = null) and that many bytes, sliced from the batch (one reference
-    /// count increment, no copy).
+    /// A varint length (-1 = null) and the span of that many bytes.
     #[allow(clippy::inline_always)] // twice per record; a call cost ~9% of a read-back
     #[inline(always)]
-    fn nullable_bytes(&mut self, field: &str) -> Result<Option<Bytes>> {
+    fn nullable(&mut self, field: &str) -> Result<Option<Span>> {
         match self.varint(field)? {
             -1 => Ok(None),
             len => {
                 let len = usize::try_from(len)
-                    .map_err(|_| self.error(format!("{field} length {len} is negative")))?;
-                let range = self.take(len, field)?;
-                Ok(Some(self.bytes.slice(range)))
+                    .map_err(|_| self.error(format_args!("{field} length {len} is negative")))?;
+                self.take(len, field).map(Some)
             }
         }
     }
+}
+
+/// An [`Error::InvalidBatch`] about record `index` of a batch, at byte `pos`. Out of line and
+/// by value, so that the decoder's hot path neither formats nor spills its position.
+#[cold]
+#[inline(never)]
+fn record_error(index: u32, pos: usize, what: std::fmt::Arguments<'_>) -> Error {
+    Error::invalid_batch(format!("record {index} at byte {pos}: {what}"))
 }
 
 /// The varint loops return from inside on their last iteration (a 5th / 10th byte with the
@@ -1112,7 +1218,7 @@ fn varint_len(v: i32) -> usize {
     bits.div_ceil(7)
 }
 
-#[inline]
+#[cfg(test)]
 fn varlong_len(v: i64) -> usize {
     let bits = 64 - (zigzag64(v) | 1).leading_zeros() as usize;
     bits.div_ceil(7)

@@ -204,6 +204,43 @@ fn truncate_to_drops_the_tail_and_appends_continue_there() {
     assert_eq!(log.log_end_offset(), 121);
 }
 
+/// A small last batch is served from memory (the log's tail copy); it must be the same bytes
+/// as the file holds, follow truncation, and never serve a batch the log no longer has.
+#[test]
+fn the_tail_read_from_memory_matches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small()).unwrap();
+    for i in 0..50 {
+        let info = log.append(&[rec(i), rec(i + 1000)]).unwrap();
+        // At the tail (served from memory) ...
+        let tail = log.read(info.base_offset, 1 << 20).unwrap();
+        assert_eq!(tail.next_offset(), info.last_offset + 1);
+        let records = tail.records().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].record, rec(i));
+        assert_eq!(records[1].record, rec(i + 1000));
+        // ... and the same bytes once it is not the tail any more (read from the file).
+        log.append(&[rec(99_999)]).unwrap();
+        let file = log.read(info.base_offset, 1).unwrap();
+        assert_eq!(file.bytes, tail.bytes);
+    }
+    // Truncation takes the tail back: the same offset then holds the new record.
+    let end = log.log_end_offset();
+    let info = log.append(&[rec(7)]).unwrap();
+    assert_eq!(
+        log.read_records(info.base_offset, 1 << 20).unwrap()[0].record,
+        rec(7)
+    );
+    assert_eq!(log.truncate_to(end).unwrap(), end);
+    assert!(log.read(end, 1 << 20).unwrap().is_empty());
+    let again = log.append(&[rec(8)]).unwrap();
+    assert_eq!(again.base_offset, info.base_offset);
+    assert_eq!(log.read_records(end, 1 << 20).unwrap()[0].record, rec(8));
+    // Truncating below the tail batch: reading there is out of range, not the old copy.
+    assert_eq!(log.truncate_to(end - 1).unwrap(), end - 1);
+    assert!(log.read(end, 1 << 20).is_err());
+}
+
 #[test]
 fn out_of_range_reads_name_the_valid_range() {
     let dir = tempfile::tempdir().unwrap();

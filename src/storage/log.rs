@@ -11,6 +11,14 @@
 //!    the active one (the only one the writer appends to).
 //! 5. Structural changes other than a roll (retention, compaction, truncation) hold the
 //!    `maintenance` mutex, so they never interleave with each other.
+//! 6. `tail` holds a copy of the last appended batch when it is small (at most
+//!    [`TAIL_CACHE_BYTES`]). It is stored after the batch is written to the file and before
+//!    `log_end` moves past it, and cleared under the writer lock on a roll and before a
+//!    truncation, so it is always a batch of the active segment, which compaction and retention
+//!    never change. A reader that loaded `log_end` first and finds there the batch it wants
+//!    (`base == offset`, `next <= log_end`) gets the bytes the file holds without a read system
+//!    call: a consumer that follows the end of the log waits microseconds, not a `pread`
+//!    (`examples/perf.rs --rate`). Large batches (throughput work) are read from the file.
 //!
 //! Group commit: an appending thread that must wait for durability calls `flush_to(end)`. Only
 //! one thread fsyncs at a time (the one holding the turn in `flush_q`); it first lets durable
@@ -26,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
@@ -51,6 +59,19 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Whether the batch is known to be on disk (fsynced) when the call returns.
     pub durable: bool,
+}
+
+/// Largest batch kept in memory as the log's tail (invariant 6): a batch of a few records, as a
+/// producer sending one at a time or lingering briefly makes. Larger batches are throughput
+/// work, where the read system call is shared by many records and copying would cost more.
+pub(crate) const TAIL_CACHE_BYTES: usize = 4096;
+
+/// A copy of the last appended batch (invariant 6).
+struct TailBatch {
+    base_offset: u64,
+    /// Offset after the batch's last record.
+    next_offset: u64,
+    bytes: Bytes,
 }
 
 pub(crate) struct Writer {
@@ -84,6 +105,8 @@ pub struct PartitionLog {
     pub(crate) writer: Mutex<Writer>,
     pub(crate) maintenance: Mutex<MaintenanceState>,
     log_end: AtomicU64,
+    /// The last appended batch when it is small (invariant 6).
+    tail: ArcSwapOption<TailBatch>,
     pub(crate) log_start: AtomicU64,
     flushed: AtomicU64,
     /// True while a thread is fsyncing (see the module docs on group commit).
@@ -171,6 +194,7 @@ impl PartitionLog {
                 last_checkpoint_at: Instant::now(),
             }),
             log_end: AtomicU64::new(r.state.next_offset),
+            tail: ArcSwapOption::empty(),
             log_start: AtomicU64::new(r.log_start),
             flushed: AtomicU64::new(r.checkpoint.recovery_point),
             flush_q: Mutex::new(FlushQueue::default()),
@@ -380,6 +404,14 @@ impl PartitionLog {
                 // Roll by age is measured from when the segment got its first batch.
                 state.first_timestamp = Some(now_ms());
             }
+            // Invariant 6: the copy is published before the end moves past it.
+            self.tail.store((bytes.len() <= TAIL_CACHE_BYTES).then(|| {
+                Arc::new(TailBatch {
+                    base_offset,
+                    next_offset: header.last_offset() + 1,
+                    bytes: Bytes::copy_from_slice(bytes),
+                })
+            }));
             // SeqCst pairs with the SeqCst `waiters` handshake in `wait_for_offset`/`notify_waiters`.
             self.log_end
                 .store(header.last_offset() + 1, Ordering::SeqCst);
@@ -449,6 +481,9 @@ impl PartitionLog {
         });
         w.active = new;
         w.state = ActiveState::new(base);
+        // Invariant 6: the tail copy is of a batch of the active segment, the one part of the
+        // log that compaction and retention never change.
+        self.tail.store(None);
         self.dir_dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -580,6 +615,13 @@ impl PartitionLog {
         if offset == end {
             return Ok(data);
         }
+        if let Some(tail) = &*self.tail.load() {
+            if tail.base_offset == offset && tail.next_offset <= end {
+                data.bytes = tail.bytes.clone();
+                data.next_offset = tail.next_offset;
+                return Ok(data);
+            }
+        }
         let segments = self.segments.load();
         let first = segments
             .partition_point(|s| s.base_offset() <= offset)
@@ -699,6 +741,7 @@ impl PartitionLog {
         // No fsync may run while offsets are taken back: it could count offsets appended after
         // the truncation as flushed when it only synced the bytes from before.
         let _no_flush = self.hold_flush();
+        self.tail.store(None);
         let segments = self.segments.load_full();
         let entries = self.config.load().index_entries() as usize;
         // Later segments go first, so a crash part-way leaves a prefix of the log.
