@@ -72,6 +72,8 @@ usage: cargo run --release --example perf -- [options]
                        spins on try_recv
   --background-append  the producer's background thread appends full batches
                        (ProducerConfig::append_in_background; default: the sending thread)
+  --send-all N         each producer thread sends N records per Producer::send_all call
+                       instead of one send_async per record (not with --rate)
   --in-flight N        most unacknowledged sends per producer thread (default 1000000)
   --max-poll-records N consumer max_poll_records (default 500, Kafka's)
   --dir D              parent of the temporary test directory (default: the system temp dir)
@@ -135,6 +137,8 @@ struct Opts {
     rate: Option<f64>,
     spin: bool,
     background_append: bool,
+    /// Records per `send_all` call; 0: `send_async` per record.
+    send_all: usize,
     in_flight: usize,
     max_poll_records: usize,
     dir: Option<PathBuf>,
@@ -168,6 +172,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Opts, String> {
         rate: None,
         spin: false,
         background_append: false,
+        send_all: 0,
         in_flight: 1_000_000,
         max_poll_records: 500,
         dir: None,
@@ -198,6 +203,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Opts, String> {
                 opts.rate = Some(rate);
             }
             "--in-flight" => opts.in_flight = num(&arg, args.next())?,
+            "--send-all" => opts.send_all = num(&arg, args.next())?,
             "--max-poll-records" => opts.max_poll_records = num(&arg, args.next())?,
             "--durability" => {
                 let value = args.next().ok_or("--durability needs a value")?;
@@ -224,6 +230,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Opts, String> {
     opts.batch = batch.unwrap_or(if opts.rate.is_some() { 1 } else { 1000 });
     if opts.records == 0 {
         return Err("--records must be at least 1".into());
+    }
+    if opts.send_all > 0 && opts.rate.is_some() {
+        return Err("--send-all and --rate do not go together".into());
     }
     if opts.size < 8 {
         return Err("--size must be at least 8 (the send time is embedded)".into());
@@ -619,13 +628,20 @@ fn end_to_end(opts: &Opts, broker: &Broker) -> AnyResult<RunOutcome> {
         let size = opts.size;
         let rate = opts.rate.map(|r| r / opts.producers as f64);
         let in_flight = opts.in_flight;
+        let send_all = opts.send_all;
         let handle = thread::Builder::new()
             .name(format!("producer-{id}"))
             .spawn(move || {
                 barrier.wait();
-                let result = produce(
-                    &producer, share, size, rate, in_flight, epoch, &progress, id,
-                );
+                let result = if send_all > 0 {
+                    produce_all(
+                        &producer, share, size, send_all, in_flight, epoch, &progress, id,
+                    )
+                } else {
+                    produce(
+                        &producer, share, size, rate, in_flight, epoch, &progress, id,
+                    )
+                };
                 if result.is_err() {
                     progress.abort.store(true, Ordering::Release);
                 }
@@ -785,6 +801,64 @@ fn produce(
             return Err(e.into());
         }
         acked += 1;
+    }
+    let end = Instant::now();
+    progress.acked[id].store(acked, Ordering::Relaxed);
+    Ok(end)
+}
+
+/// One producer thread with `--send-all`: sends `share` records in calls of `per_call`
+/// records, keeping up to `in_flight` unacknowledged; returns when the last is acknowledged.
+#[allow(clippy::too_many_arguments)]
+fn produce_all(
+    producer: &Producer,
+    share: u64,
+    size: usize,
+    per_call: usize,
+    in_flight: usize,
+    epoch: Instant,
+    progress: &Progress,
+    id: usize,
+) -> AnyResult<Instant> {
+    let filler = vec![0x5au8; size];
+    let mut chunk = BytesMut::with_capacity(VALUE_CHUNK.max(size));
+    let mut pending = VecDeque::new();
+    let (mut sent, mut acked) = (0u64, 0u64);
+    while sent < share {
+        let n = (per_call as u64).min(share - sent);
+        // One stamp per call: latencies can only be overstated, by the time of the call.
+        let stamp = nanos_since(epoch).to_le_bytes();
+        let records = (0..n).map(|_| {
+            if chunk.capacity() < size {
+                chunk = BytesMut::with_capacity(VALUE_CHUNK.max(size));
+            }
+            chunk.extend_from_slice(&stamp);
+            chunk.extend_from_slice(&filler[8..]);
+            ProducerRecord::new(TOPIC, chunk.split().freeze())
+        });
+        pending.push_back(producer.send_all(records)?);
+        sent += n;
+        while let Some(front) = pending.front() {
+            if !front.is_done() {
+                if sent - acked < in_flight as u64 {
+                    break;
+                }
+                front.wait()?;
+            } else if let Some(Err(e)) = front.try_result() {
+                return Err(e.into());
+            }
+            acked += front.len() as u64;
+            pending.pop_front();
+            progress.acked[id].store(acked, Ordering::Relaxed);
+            if progress.abort.load(Ordering::Acquire) {
+                return Err("stopped: another thread failed".into());
+            }
+        }
+    }
+    producer.flush()?;
+    for future in pending.drain(..) {
+        future.wait()?;
+        acked += future.len() as u64;
     }
     let end = Instant::now();
     progress.acked[id].store(acked, Ordering::Relaxed);

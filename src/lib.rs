@@ -91,7 +91,7 @@ pub use crate::group::offsets::OffsetAndMetadata;
 pub use crate::partition::{Partition, TopicPartition};
 pub use crate::producer::{
     murmur2, partition_for_key, to_positive, Partitioner, Producer, ProducerConfig, ProducerRecord,
-    RecordMetadata, SendFuture,
+    RecordMetadata, SendAllFuture, SendFuture,
 };
 pub use crate::record::{Header, OffsetRecord, Record};
 pub use crate::storage::{

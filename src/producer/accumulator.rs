@@ -265,6 +265,16 @@ struct SealedBatch {
     completion: Arc<BatchCompletion>,
 }
 
+/// Where [`PartitionQueue::place`] put a record.
+struct Placed {
+    /// Its index in the open batch.
+    index: u32,
+    /// Whether it opened that batch.
+    opened: bool,
+    /// Whether the batch should be closed now.
+    close: bool,
+}
+
 #[derive(Default)]
 struct AccState {
     open: Option<OpenBatch>,
@@ -276,6 +286,16 @@ struct AccState {
     appended_count: u64,
     /// Threads waiting on `cond` (for the appender to finish, or for a flush).
     waiting: usize,
+}
+
+impl AccState {
+    /// The completion of the open batch (there is one right after [`PartitionQueue::place`]).
+    fn open_completion(&self) -> Arc<BatchCompletion> {
+        match &self.open {
+            Some(open) => Arc::clone(&open.completion),
+            None => unreachable!("place leaves an open batch"),
+        }
+    }
 }
 
 /// How the sending thread waits.
@@ -320,78 +340,10 @@ impl PartitionQueue {
         cap: usize,
         mode: Mode,
     ) -> (Arc<BatchCompletion>, u32, bool) {
-        let mut acc = self.acc.lock();
-        let mut opened = false;
-        let (completion, index, mut close) = loop {
-            if let Some(open) = acc.open.as_mut() {
-                let placed = record
-                    .timestamp
-                    .checked_sub(open.base_timestamp)
-                    .map(|delta| (delta, placed_size(record.fixed, delta, open.count)));
-                match placed {
-                    Some((delta, size)) if open.buf.len() + size <= cap => {
-                        let before = open.buf.len();
-                        record.encode(&mut open.buf, delta, open.count);
-                        debug_assert_eq!(open.buf.len(), before + size);
-                        open.count += 1;
-                        open.max_timestamp = open.max_timestamp.max(record.timestamp);
-                        open.keyless |= record.key.is_none();
-                        // Close now if a record like this one would not fit any more: a full
-                        // batch should not wait for the linger time or the next send.
-                        let full = open.buf.len() + size > cap;
-                        break (Arc::clone(&open.completion), open.count - 1, full);
-                    }
-                    _ => {
-                        self.seal(&mut acc);
-                        acc = self.dispatch(shared, acc, mode);
-                        continue;
-                    }
-                }
-            }
-            // No open batch: take its room from the buffer memory first (invariant: buffer
-            // memory is never waited for while holding a queue's lock).
-            let reserve = cap.max(alone);
-            if !shared.try_reserve(reserve) {
-                drop(acc);
-                shared.reserve_blocking(reserve);
-                acc = self.acc.lock();
-                if acc.open.is_some() {
-                    shared.release(reserve);
-                    continue;
-                }
-            }
-            let completion = Arc::new(BatchCompletion::new(
-                Arc::clone(&self.topic.name),
-                self.partition,
-            ));
-            let per_record = alone - HEADER_LEN;
-            let mut buf = acc
-                .spare
-                .take()
-                .unwrap_or_else(|| Vec::with_capacity(reserve));
-            buf.clear();
-            buf.reserve(reserve);
-            buf.resize(HEADER_LEN, 0);
-            record.encode(&mut buf, 0, 0);
-            debug_assert_eq!(buf.len(), alone);
-            acc.open = Some(OpenBatch {
-                buf,
-                count: 1,
-                base_timestamp: record.timestamp,
-                max_timestamp: record.timestamp,
-                keyless: record.key.is_none(),
-                reserved: reserve,
-                completion: Arc::clone(&completion),
-            });
-            opened = true;
-            let full = alone + per_record > cap;
-            // When the producer is closing, nobody will wait out the linger time: append now.
-            let lingering = full || shared.register_linger(self, &completion);
-            break (completion, 0, full || !lingering);
-        };
-        if mode == Mode::Blocking {
-            close = true;
-        }
+        let (mut acc, placed) = self.place(shared, self.acc.lock(), record, alone, cap, mode);
+        let completion = acc.open_completion();
+        let close = placed.close || mode == Mode::Blocking;
+        let (index, opened) = (placed.index, placed.opened);
         if !close {
             return (completion, index, opened);
         }
@@ -427,6 +379,133 @@ impl PartitionQueue {
             durable.finish(flushed);
         }
         (completion, index, opened)
+    }
+
+    /// [`push`](Self::push) of `first` and then of every record `more` returns (`None` ends the
+    /// run), as async sends, under one lock: [`Producer::send_all`](super::Producer::send_all)
+    /// sends a run of records for one partition this way. `placed` learns each record's batch
+    /// and index. Returns whether a batch was opened.
+    pub(crate) fn push_all(
+        self: &Arc<Self>,
+        shared: &Shared,
+        first: (Pending, usize),
+        cap: usize,
+        more: &mut dyn FnMut() -> Option<(Pending, usize)>,
+        placed: &mut dyn FnMut(&Arc<BatchCompletion>, u32, i64),
+    ) -> bool {
+        let mut acc = self.acc.lock();
+        let mut opened = false;
+        let mut next = Some(first);
+        while let Some((record, alone)) = next {
+            let (guard, place) = self.place(shared, acc, &record, alone, cap, Mode::Async);
+            acc = guard;
+            opened |= place.opened;
+            if let Some(open) = &acc.open {
+                placed(&open.completion, place.index, record.timestamp);
+            }
+            if place.close {
+                self.seal(&mut acc);
+                acc = self.dispatch(shared, acc, Mode::Async);
+            }
+            drop(record);
+            next = more();
+        }
+        opened
+    }
+
+    /// Adds `record` to the open batch, first closing (and dispatching) it if the record does
+    /// not fit and opening a new one if there is none: on return the open batch holds the
+    /// record. `close` says the batch should be closed now (full, or the producer is closing).
+    fn place<'a>(
+        self: &'a Arc<Self>,
+        shared: &Shared,
+        mut acc: MutexGuard<'a, AccState>,
+        record: &Pending,
+        alone: usize,
+        cap: usize,
+        mode: Mode,
+    ) -> (MutexGuard<'a, AccState>, Placed) {
+        loop {
+            if let Some(open) = acc.open.as_mut() {
+                let placed = record
+                    .timestamp
+                    .checked_sub(open.base_timestamp)
+                    .map(|delta| (delta, placed_size(record.fixed, delta, open.count)));
+                match placed {
+                    Some((delta, size)) if open.buf.len() + size <= cap => {
+                        let before = open.buf.len();
+                        record.encode(&mut open.buf, delta, open.count);
+                        debug_assert_eq!(open.buf.len(), before + size);
+                        open.count += 1;
+                        open.max_timestamp = open.max_timestamp.max(record.timestamp);
+                        open.keyless |= record.key.is_none();
+                        // Close now if a record like this one would not fit any more: a full
+                        // batch should not wait for the linger time or the next send.
+                        let full = open.buf.len() + size > cap;
+                        let index = open.count - 1;
+                        return (
+                            acc,
+                            Placed {
+                                index,
+                                opened: false,
+                                close: full,
+                            },
+                        );
+                    }
+                    _ => {
+                        self.seal(&mut acc);
+                        acc = self.dispatch(shared, acc, mode);
+                        continue;
+                    }
+                }
+            }
+            // No open batch: take its room from the buffer memory first (invariant: buffer
+            // memory is never waited for while holding a queue's lock).
+            let reserve = cap.max(alone);
+            if !shared.try_reserve(reserve) {
+                drop(acc);
+                shared.reserve_blocking(reserve);
+                acc = self.acc.lock();
+                if acc.open.is_some() {
+                    shared.release(reserve);
+                    continue;
+                }
+            }
+            let completion = Arc::new(BatchCompletion::new(
+                Arc::clone(&self.topic.name),
+                self.partition,
+            ));
+            let per_record = alone - HEADER_LEN;
+            let mut buf = acc
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(reserve));
+            buf.clear();
+            buf.reserve(reserve);
+            buf.resize(HEADER_LEN, 0);
+            record.encode(&mut buf, 0, 0);
+            debug_assert_eq!(buf.len(), alone);
+            let full = alone + per_record > cap;
+            // When the producer is closing, nobody will wait out the linger time: append now.
+            let lingering = full || shared.register_linger(self, &completion);
+            acc.open = Some(OpenBatch {
+                buf,
+                count: 1,
+                base_timestamp: record.timestamp,
+                max_timestamp: record.timestamp,
+                keyless: record.key.is_none(),
+                reserved: reserve,
+                completion,
+            });
+            return (
+                acc,
+                Placed {
+                    index: 0,
+                    opened: true,
+                    close: full || !lingering,
+                },
+            );
+        }
     }
 
     /// The linger time of the batch `completion` passed: close and append it if still open.

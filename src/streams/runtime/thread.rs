@@ -19,7 +19,7 @@ use crate::consumer::{
 use crate::error::{Error, Result};
 use crate::group::offsets::OffsetAndMetadata;
 use crate::partition::TopicPartition;
-use crate::producer::{ProducerRecord, SendFuture};
+use crate::producer::{ProducerRecord, SendAllFuture};
 use crate::streams::context::{TaskId, TaskMetrics};
 use crate::streams::runtime::assignor::StreamsAssignor;
 use crate::streams::runtime::restore::{restore, snapshot_max_age, snapshot_path};
@@ -68,7 +68,7 @@ pub(crate) struct TaskManager {
     thread: usize,
     tasks: HashMap<TaskId, Running>,
     /// Outcomes of sends not known yet, one per producer batch.
-    in_flight: VecDeque<SendFuture>,
+    in_flight: VecDeque<SendAllFuture>,
     /// Counters of tasks closed since the start, kept for `Streams::metrics`.
     closed_metrics: TaskMetrics,
 }
@@ -233,31 +233,33 @@ impl TaskManager {
 
     fn send_outboxes(&mut self) -> Result<()> {
         for running in self.tasks.values_mut() {
-            for out in running.task.take_outbox() {
-                let mut record = ProducerRecord::to_shared_topic(out.topic, out.value)
-                    .timestamp(out.timestamp)
-                    .headers(out.headers);
-                if let Some(key) = out.key {
-                    record = record.key(key);
-                }
-                if let Some(partition) = out.partition {
-                    record = record.partition(partition);
-                }
-                let future = self.shared.producer.send_async(record)?;
-                if !self
-                    .in_flight
-                    .back()
-                    .is_some_and(|last| last.same_batch(&future))
-                {
-                    self.in_flight.push_back(future);
-                }
+            let outbox = running.task.take_outbox();
+            if outbox.is_empty() {
+                continue;
             }
+            // One call per task and poll: the producer looks each partition up once per run.
+            let sent = self
+                .shared
+                .producer
+                .send_all(outbox.into_iter().map(|out| {
+                    let mut record = ProducerRecord::to_shared_topic(out.topic, out.value)
+                        .timestamp(out.timestamp)
+                        .headers(out.headers);
+                    if let Some(key) = out.key {
+                        record = record.key(key);
+                    }
+                    if let Some(partition) = out.partition {
+                        record = record.partition(partition);
+                    }
+                    record
+                }))?;
+            self.in_flight.push_back(sent);
         }
         // Outcomes already known: fail on the first error, forget the successes.
         while let Some(front) = self.in_flight.front() {
             match front.try_result() {
                 None => break,
-                Some(Ok(_)) => {
+                Some(Ok(())) => {
                     self.in_flight.pop_front();
                 }
                 Some(Err(e)) => return Err(send_failed(&e)),
