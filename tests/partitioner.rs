@@ -191,6 +191,15 @@ fn custom_partitioner_is_used() {
         );
     }
     assert!(batches.load(Ordering::SeqCst) >= 1);
+    // `send_all` asks it too.
+    let sent = producer
+        .send_all((0..50).map(|i| ProducerRecord::new("t", "v").key(format!("key-{i}"))))
+        .unwrap();
+    producer.flush().unwrap();
+    assert!(sent
+        .metadata()
+        .iter()
+        .all(|m| m.as_ref().unwrap().partition == 2));
     // An explicit partition still wins over a custom partitioner.
     assert_eq!(
         producer

@@ -597,9 +597,12 @@ impl Producer {
             let mut view = TopicView::new(shared, current);
             let queue = Arc::clone(&view.queues[ready.partition as usize]);
             let (partition, cap) = (ready.partition, view.cap);
+            // A custom partitioner is user code: it never runs under a partition's lock (it
+            // may send, or block), so with one every record is a run of its own.
+            let custom_partitioner = shared.config.partitioner.is_some();
             let mut more = || {
                 let record = records.next()?;
-                if *record.topic != *current.topic.name {
+                if custom_partitioner || *record.topic != *current.topic.name {
                     next = Some(Next::Record(record));
                     return None;
                 }
