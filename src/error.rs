@@ -211,6 +211,18 @@ pub enum Error {
     #[error("connector `{0}` already exists")]
     ConnectorExists(String),
 
+    /// Code of a connector (its [`SourceConnector`](crate::SourceConnector) or
+    /// [`SinkConnector`](crate::SinkConnector) methods) panicked where the runtime called it
+    /// on the caller's thread: starting, splitting into tasks, validating. The connector is
+    /// then not running (Kafka Connect's `FAILED` connector); the message says what panicked.
+    #[error("connector `{connector}` failed: {reason}")]
+    ConnectorFailed {
+        /// The connector's name.
+        connector: String,
+        /// What panicked, with the panic's message.
+        reason: String,
+    },
+
     /// An outside system a connector talks to (`SQLite`, `PostgreSQL`) refused an operation; the
     /// message is that system's.
     #[error("{system}: {reason}")]

@@ -5,8 +5,12 @@
 //! Life of a connector: the runtime creates it, calls `start` with its config (which it checks,
 //! naming the bad key in its error), asks for at most `tasks.max` task configs, and runs one
 //! task per config on a thread of its own: `start`, then `poll` (source) or `put` and `flush`
-//! (sink) in a loop, then `stop`. A task that returns an error or panics is marked failed; it
-//! can be restarted with a new instance without touching the others.
+//! (sink) in a loop, then `stop`. A task that returns an error or panics is marked failed (its
+//! `stop` is still called, once its `start` was); it can be restarted with a new instance
+//! without touching the others. A connector method that panics fails what called it: `start`
+//! or `task_configs` make [`Connect::start_connector`](crate::Connect::start_connector) return
+//! [`Error::ConnectorFailed`], `task` makes a failed task, a panic in `stop` is ignored; none
+//! unwinds into the application.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +62,8 @@ pub trait SourceTask: Send {
         Ok(())
     }
 
-    /// Releases what `start` took. Default: nothing.
+    /// Releases what `start` took. Called once after `start` was called, however the task
+    /// ended: stopped, failed (also when `start` itself failed) or panicked. Default: nothing.
     fn stop(&mut self) {}
 }
 
@@ -109,7 +114,9 @@ pub trait SinkTask: Send {
         Ok(())
     }
 
-    /// Releases what `start` took. Default: nothing.
+    /// Releases what `start` took. Called once after `start` was called, however the task
+    /// ended: stopped, failed (also when `start` itself failed, or `put` or `flush` did) or
+    /// panicked, as Kafka Connect does. Default: nothing.
     fn stop(&mut self) {}
 }
 

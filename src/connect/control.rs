@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! 1. Only the runtime sets the target; only the task's thread sets its state, except that the
-//!    runtime marks a task `Unassigned` after joining its thread.
+//!    runtime marks a task `Failed` when making it (the connector's `task`) panicked, and then
+//!    starts no thread for it.
 //! 2. A change of target wakes every wait of the task (its condition variable, and the blocked
 //!    poll of a sink's consumer), so pause and stop take effect within one poll of the task.
 
@@ -119,4 +120,19 @@ impl TaskControl {
     pub fn count(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// Runs code of a connector or a task, turning a panic into `Err` with its message, so that it
+/// never unwinds into the runtime (or through it into the application calling it).
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_message(&*p))
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -7,6 +7,10 @@
 //!    `shutdown` return, and never while the `connectors` lock is held (a task's thread never
 //!    takes that lock, but status calls should not wait for a task to finish its flush).
 //! 2. Every task has its own `TaskControl`; a restarted task gets a fresh one.
+//! 3. Code of a connector (its factory, `start`, `task_configs`, `task`, `stop`, and transform
+//!    factories) runs under [`guarded`] or [`catch`]: a panic becomes an error or a failed
+//!    task, never an unwind into the application calling the runtime, which would also leave
+//!    started task threads running unowned (Kafka Connect's FAILED state).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use serde_json::Value;
 
 use super::api::{SinkConnector, SourceConnector};
 use super::config::{ConnectorConfig, ErrorTolerance};
-use super::control::{ConnectorState, Target, TaskControl};
+use super::control::{catch, ConnectorState, Target, TaskControl};
 use super::converter;
 use super::offsets::OffsetStore;
 use super::registry::{Made, Plugins};
@@ -207,10 +211,7 @@ fn stop_running(mut running: Running) {
             let _ = t.join();
         }
     }
-    match &mut running.connector {
-        Made::Source(c) => c.stop(),
-        Made::Sink(c) => c.stop(),
-    }
+    stop_made(&mut running.connector);
 }
 
 impl Connect {
@@ -290,7 +291,9 @@ impl Connect {
     /// Errors: [`Error::ConnectorConfig`] naming the bad key; [`Error::ConnectorExists`].
     pub fn start_connector(&self, config: ConnectorConfig) -> Result<()> {
         config.check_identity()?;
-        let made = self.plugins().connector(&config)?;
+        let made = guarded(config.name(), "factory", || {
+            self.plugins().connector(&config)
+        })?;
         self.launch(config, made)
     }
 
@@ -326,19 +329,18 @@ impl Connect {
 
     /// Checks `config` as [`start_connector`](Self::start_connector) would, without running
     /// anything (Kafka Connect's validate endpoint).
+    ///
+    /// Errors: as [`start_connector`](Self::start_connector); [`Error::ConnectorFailed`] when
+    /// the connector's code panicked.
     pub fn validate(&self, config: &ConnectorConfig) -> Result<()> {
         config.check_identity()?;
-        let mut made = self.plugins().connector(config)?;
+        let mut made = guarded(config.name(), "factory", || {
+            self.plugins().connector(config)
+        })?;
         self.check_runtime_keys(config, &made)?;
         let tasks_max = config.tasks_max()?;
-        let result = match &mut made {
-            Made::Source(c) => c.start(config).and_then(|()| c.task_configs(tasks_max)),
-            Made::Sink(c) => c.start(config).and_then(|()| c.task_configs(tasks_max)),
-        };
-        match &mut made {
-            Made::Source(c) => c.stop(),
-            Made::Sink(c) => c.stop(),
-        }
+        let result = start_made(&mut made, config, tasks_max);
+        stop_made(&mut made);
         result.map(drop)
     }
 
@@ -351,7 +353,9 @@ impl Connect {
         config.tasks_max()?;
         converter::from_config(config, "key.converter")?;
         converter::from_config(config, "value.converter")?;
-        self.plugins().transforms(config)?;
+        guarded(config.name(), "transform factory", || {
+            self.plugins().transforms(config)
+        })?;
         ErrorTolerance::from_config(config)?;
         match made {
             Made::Sink(_) => check_sink_config(config)?,
@@ -410,7 +414,8 @@ impl Connect {
         Ok(())
     }
 
-    /// Starts task `id` of `running` on a thread of its own.
+    /// Starts task `id` of `running` on a thread of its own; a task the connector fails to make
+    /// (its `task` panicked) is a `Failed` task without a thread (invariant 3).
     fn spawn_task(&self, running: &Running, id: usize) -> Result<Slot> {
         let target = if running.paused {
             Target::Pause
@@ -421,9 +426,22 @@ impl Connect {
         let name = running.config.name();
         let thread = std::thread::Builder::new().name(format!("connect-{name}-{id}"));
         let task_config = running.task_configs[id].clone();
+        let failed = |message: String| {
+            control.set_state(
+                ConnectorState::Failed,
+                Some(format!("making the task panicked: {message}")),
+            );
+            Ok(Slot {
+                control: Arc::clone(&control),
+                thread: None,
+            })
+        };
         let handle = match &running.connector {
             Made::Source(c) => {
-                let task = c.task();
+                let task = match catch(|| c.task()) {
+                    Ok(task) => task,
+                    Err(message) => return failed(message),
+                };
                 let worker = SourceWorker {
                     broker: self.inner.broker.clone(),
                     producer: self.inner.producer.clone(),
@@ -438,7 +456,10 @@ impl Connect {
                 thread.spawn(move || worker.run(task))
             }
             Made::Sink(c) => {
-                let task = c.task();
+                let task = match catch(|| c.task()) {
+                    Ok(task) => task,
+                    Err(message) => return failed(message),
+                };
                 let worker = SinkWorker {
                     broker: self.inner.broker.clone(),
                     control: Arc::clone(&control),
@@ -653,13 +674,40 @@ impl Connect {
     }
 }
 
+/// Runs a method of a connector on the caller's thread (invariant 3): a panic becomes
+/// [`Error::ConnectorFailed`].
+fn guarded<T>(name: &str, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch(f).unwrap_or_else(|message| {
+        Err(Error::ConnectorFailed {
+            connector: name.to_string(),
+            reason: format!("its {what} panicked: {message}"),
+        })
+    })
+}
+
+/// Calls the connector's `start`, then its `task_configs` (invariant 3).
+fn start_made(
+    made: &mut Made,
+    config: &ConnectorConfig,
+    tasks_max: usize,
+) -> Result<Vec<ConnectorConfig>> {
+    let name = config.name();
+    match made {
+        Made::Source(c) => {
+            guarded(name, "start", || c.start(config))?;
+            guarded(name, "task_configs", || c.task_configs(tasks_max))
+        }
+        Made::Sink(c) => {
+            guarded(name, "start", || c.start(config))?;
+            guarded(name, "task_configs", || c.task_configs(tasks_max))
+        }
+    }
+}
+
 /// Starts a connector and returns its task configs (at most `tasks.max`).
 fn start_connector(made: &mut Made, config: &ConnectorConfig) -> Result<Vec<ConnectorConfig>> {
     let tasks_max = config.tasks_max()?;
-    let result = match made {
-        Made::Source(c) => c.start(config).and_then(|()| c.task_configs(tasks_max)),
-        Made::Sink(c) => c.start(config).and_then(|()| c.task_configs(tasks_max)),
-    };
+    let result = start_made(made, config, tasks_max);
     match result {
         Ok(configs) if configs.len() <= tasks_max => Ok(configs),
         Ok(configs) => {
@@ -677,11 +725,13 @@ fn start_connector(made: &mut Made, config: &ConnectorConfig) -> Result<Vec<Conn
     }
 }
 
+/// Calls the connector's `stop`. A panic there is dropped (invariant 3): the connector is
+/// stopped either way, as Kafka Connect only logs a failing `stop`.
 fn stop_made(made: &mut Made) {
-    match made {
+    let _ = catch(|| match made {
         Made::Source(c) => c.stop(),
         Made::Sink(c) => c.stop(),
-    }
+    });
 }
 
 #[cfg(test)]

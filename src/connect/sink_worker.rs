@@ -10,9 +10,11 @@
 //!    listener before it moves, so its next owner starts after what this task wrote. After a
 //!    crash the group repeats at most the records since the last commit.
 //! 3. A task that failed commits nothing more: its consumer is dropped without a commit.
+//! 4. Once its `start` was called, the task's `stop` is called exactly once however the thread
+//!    ends (a clean stop, an error, a panic), as Kafka Connect's `WorkerSinkTask.close` does,
+//!    so that it releases what it holds (connections, files, locks).
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use parking_lot::Mutex;
 
 use super::api::{SinkTask, SinkTaskContext};
 use super::config::ConnectorConfig;
-use super::control::{ConnectorState, Target, TaskControl};
+use super::control::{catch, ConnectorState, Target, TaskControl};
 use super::converter::{self, Converter};
 use super::data::{ConnectRecord, SinkRecord};
 use super::dead_letter::{ErrorHandler, Stage};
@@ -54,6 +56,19 @@ struct Shared {
     pending: BTreeMap<TopicPartition, u64>,
     /// An error met in the listener, reported by the loop after the poll.
     error: Option<String>,
+    /// Whether `start` was called, and whether `stop` was (invariant 4).
+    started: bool,
+    stopped: bool,
+}
+
+impl Shared {
+    /// Invariant 4.
+    fn stop(&mut self) {
+        if self.started && !self.stopped {
+            self.stopped = true;
+            self.task.stop();
+        }
+    }
 }
 
 struct Listener {
@@ -140,12 +155,26 @@ impl SinkWorker {
     /// state.
     pub fn run(self, task: Box<dyn SinkTask>) {
         let control = Arc::clone(&self.control);
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.run_task(task)));
+        let shared = Arc::new(Mutex::new(Shared {
+            task,
+            pending: BTreeMap::new(),
+            error: None,
+            started: false,
+            stopped: false,
+        }));
+        let outcome = catch(|| self.run_task(&shared));
         self.control.set_wakeup(None);
+        // Invariant 4, after a failure (the consumer is gone: invariant 3). A panic in `stop`
+        // does not hide why the task failed.
+        let stopped = catch(|| shared.lock().stop());
+        let outcome = match (outcome, stopped) {
+            (Ok(Ok(())), Err(panic)) => Err(panic),
+            (outcome, _) => outcome,
+        };
         finish(&control, outcome);
     }
 
-    fn run_task(&self, task: Box<dyn SinkTask>) -> Result<(), String> {
+    fn run_task(&self, shared: &Arc<Mutex<Shared>>) -> Result<(), String> {
         let c = &self.connector_config;
         let name = c.name();
         let mut p = Pipeline {
@@ -179,24 +208,24 @@ impl SinkWorker {
             )
             .map_err(|e| e.to_string())?;
         self.control.set_wakeup(Some(consumer.wakeup_handle()));
-        let shared = Arc::new(Mutex::new(Shared {
-            task,
-            pending: BTreeMap::new(),
-            error: None,
-        }));
         let context = SinkTaskContext::new(name.into(), self.task_id, Arc::clone(&p.errors));
-        shared
-            .lock()
-            .task
-            .start(&self.task_config, &context)
-            .map_err(|e| format!("starting the task: {e}"))?;
+        {
+            let mut s = shared.lock();
+            s.started = true;
+            s.task
+                .start(&self.task_config, &context)
+                .map_err(|e| format!("starting the task: {e}"))?;
+        }
         consumer.set_rebalance_listener(Listener {
-            shared: Arc::clone(&shared),
+            shared: Arc::clone(shared),
             control: Arc::clone(&self.control),
         });
         subscribe(&mut consumer, c).map_err(|e| e.to_string())?;
         self.control.set_state(ConnectorState::Running, None);
-        let result = self.consume_loop(&mut consumer, &shared, &mut p);
+        // A panic of the task is its failure too: caught here, so that dropping the consumer
+        // (whose rebalance listener would flush and commit) keeps invariant 3.
+        let result = catch(|| self.consume_loop(&mut consumer, shared, &mut p))
+            .unwrap_or_else(|panic| Err(format!("the task panicked: {panic}")));
         if let Err(e) = &result {
             // Invariant 3: the listener commits nothing once an error is recorded, and the
             // consumer's auto-commit is off, so dropping it leaves the group without a commit.
@@ -209,7 +238,7 @@ impl SinkWorker {
         s.task
             .close(&assigned)
             .map_err(|e| format!("closing partitions: {e}"))?;
-        s.task.stop();
+        s.stop();
         drop(s);
         consumer.close().map_err(|e| e.to_string())
     }

@@ -9,9 +9,10 @@
 //! 2. Offsets are stored only after `Producer::flush` and after every send future of the
 //!    records before them completed without error (invariant 1 of `offsets.rs`). After a crash
 //!    the task repeats at most the records polled since the last stored offsets.
+//! 3. Once its `start` was called, the task's `stop` is called exactly once however the thread
+//!    ends (a clean stop, an error, a panic), as for sink tasks.
 
 use std::collections::HashSet;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use serde_json::Value;
 
 use super::api::{SourceTask, SourceTaskContext};
 use super::config::ConnectorConfig;
-use super::control::{ConnectorState, Target, TaskControl};
+use super::control::{catch, ConnectorState, Target, TaskControl};
 use super::converter::{self, Converter};
 use super::data::{ConnectRecord, SourceRecord};
 use super::dead_letter::{ErrorHandler, Stage};
@@ -66,13 +67,24 @@ struct Pipeline {
 impl SourceWorker {
     /// Runs the task until asked to stop or until it fails; records the outcome in the task's
     /// state.
-    pub fn run(self, task: Box<dyn SourceTask>) {
+    pub fn run(self, mut task: Box<dyn SourceTask>) {
         let control = Arc::clone(&self.control);
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.run_task(task)));
+        let mut started = false;
+        let outcome = catch(|| self.run_task(task.as_mut(), &mut started));
+        // Invariant 3, after the last commit.
+        let stopped = if started {
+            catch(|| task.stop())
+        } else {
+            Ok(())
+        };
+        let outcome = match (outcome, stopped) {
+            (Ok(Ok(())), Err(panic)) => Err(panic),
+            (outcome, _) => outcome,
+        };
         finish(&control, outcome);
     }
 
-    fn run_task(&self, mut task: Box<dyn SourceTask>) -> Result<(), String> {
+    fn run_task(&self, task: &mut dyn SourceTask, started: &mut bool) -> Result<(), String> {
         let mut p = self.pipeline().map_err(|e| e.to_string())?;
         let name: Arc<str> = self.connector_config.name().into();
         let context = SourceTaskContext::new(
@@ -81,13 +93,13 @@ impl SourceWorker {
             Arc::clone(&self.offsets),
             Arc::clone(&self.control),
         );
+        *started = true;
         task.start(&self.task_config, &context)
             .map_err(|e| format!("starting the task: {e}"))?;
         self.control.set_state(ConnectorState::Running, None);
-        let result = self.poll_loop(task.as_mut(), &mut p);
+        let result = self.poll_loop(task, &mut p);
         // What was sent and acknowledged is safe to commit even after an error.
-        let committed = self.commit(task.as_mut(), &mut p);
-        task.stop();
+        let committed = self.commit(task, &mut p);
         result.and(committed)
     }
 
@@ -282,21 +294,14 @@ fn remember(pending: &mut Vec<(Arc<Value>, Value)>, partition: Arc<Value>, offse
     }
 }
 
-/// Records how a task's thread ended.
-pub(crate) fn finish(control: &TaskControl, outcome: std::thread::Result<Result<(), String>>) {
+/// Records how a task's thread ended: `Err` holds a panic's message.
+pub(crate) fn finish(control: &TaskControl, outcome: Result<Result<(), String>, String>) {
     match outcome {
         Ok(Ok(())) => control.set_state(ConnectorState::Unassigned, None),
         Ok(Err(trace)) => control.set_state(ConnectorState::Failed, Some(trace)),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            control.set_state(
-                ConnectorState::Failed,
-                Some(format!("the task panicked: {message}")),
-            );
-        }
+        Err(message) => control.set_state(
+            ConnectorState::Failed,
+            Some(format!("the task panicked: {message}")),
+        ),
     }
 }

@@ -276,7 +276,7 @@ impl std::fmt::Debug for SendAllFuture {
             .field("records", &self.len())
             .field("batches", &self.runs.len())
             .field("done", &self.is_done())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,7 +7,7 @@
 //! `id`), `delete.enabled` (tombstones delete by key; needs `pk.mode=record_key`; default
 //! `false`), `auto.create` (create missing tables from the first record; default `true`, unlike
 //! Confluent), `auto.evolve` (add missing columns; default `false`), `batch.size` (most rows in
-//! one transaction before it is committed, besides every flush; default 3000).
+//! one transaction before it is committed, besides the end of every `put`; default 3000).
 //!
 //! Source: `connection.url` (required), `table.whitelist` or `table.include.list` (required),
 //! `mode` (`incrementing`, `timestamp` or `timestamp+incrementing`; required),

@@ -8,9 +8,12 @@
 //! as errant records (`errors.tolerance` decides); errors of the database fail the task.
 //!
 //! Invariants:
-//! 1. Rows are written inside a transaction that `flush` commits (and that is committed early
-//!    after `batch.size` rows): when `flush` returns, every row put before is committed, so the
-//!    runtime may commit the records' offsets.
+//! 1. Rows are written inside a transaction that the end of each `put` commits (as Confluent's
+//!    `JdbcDbWriter` does; earlier after `batch.size` rows): when `put`, and so `flush`,
+//!    returns, every row put before is committed, so the runtime may commit the records'
+//!    offsets. No transaction stays open between calls: several tasks writing one `SQLite`
+//!    file take its single write lock in turn, each for one `put`, instead of one holding it
+//!    until its next flush while the others time out with "database is locked".
 //! 2. Records are applied in the order given, so an update after an insert, or a delete after
 //!    an upsert, of one key ends as the last record says.
 
@@ -92,10 +95,13 @@ enum Kind {
     Delete,
 }
 
+/// A statement built, with everything its SQL depends on: the table, the kind, the columns in
+/// order and the key columns (an upsert's conflict target and the columns it leaves alone).
 struct Statement {
     table: String,
     kind: Kind,
     columns: Vec<String>,
+    keys: Vec<String>,
     sql: Arc<str>,
 }
 
@@ -311,7 +317,8 @@ impl<D: Database> SqlSinkTask<D> {
         Ok(())
     }
 
-    /// The SQL for `kind` on `table` with these columns (reusing the last one when it fits).
+    /// The SQL for `kind` on `table` with these columns and key columns (reusing the last one
+    /// when all of them match).
     fn statement(
         &mut self,
         table: &str,
@@ -327,6 +334,7 @@ impl<D: Database> SqlSinkTask<D> {
                     .iter()
                     .map(String::as_str)
                     .eq(columns.iter().copied())
+                && last.keys == keys
             {
                 return Ok(last.sql.clone());
             }
@@ -381,6 +389,7 @@ impl<D: Database> SqlSinkTask<D> {
             table: table.to_string(),
             kind,
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
+            keys: keys.to_vec(),
             sql: Arc::clone(&sql),
         });
         Ok(sql)
@@ -458,7 +467,8 @@ impl<D: Database> SinkTask for SqlSinkTask<D> {
                 }
             }
         }
-        Ok(())
+        // Invariant 1.
+        self.commit()
     }
 
     fn flush(&mut self) -> Result<()> {

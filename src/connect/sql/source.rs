@@ -12,6 +12,14 @@
 //!    timestamp+incrementing mode even among rows of one timestamp).
 //! 2. A table is queried again at once when the last query filled `batch.max.rows`, else after
 //!    `poll.interval.ms`.
+//! 3. A row read with a NULL in an offset column of its mode fails the task (as Confluent's
+//!    source: "Null value for incrementing column"), after the rows before it were delivered:
+//!    the offset stays at the row before, so nothing is skipped and a restart meets the row
+//!    again (until it gets a value, or the column is made `NOT NULL`). The queries' `>` and
+//!    `<` never select a NULL, so in `incrementing` mode rows whose incrementing column is
+//!    NULL, and in the timestamp modes rows whose timestamp is NULL, are never read (as in
+//!    Confluent's source); only `timestamp+incrementing` meets a NULL incrementing value, in a
+//!    row selected by its timestamp.
 //!
 //! Timestamp columns: in `SQLite` integers, milliseconds since the epoch; in `PostgreSQL`
 //! `timestamp`, `timestamptz` (offsets in microseconds since the epoch) or integers
@@ -24,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::settings::{Mode, SourceQuery, SourceSettings, TimestampKind};
-use super::{Database, Position};
+use super::{quote, Database, Position, Row};
 use crate::connect::api::{SourceTask, SourceTaskContext};
 use crate::connect::config::ConnectorConfig;
 use crate::connect::data::{ConnectData, SourceRecord};
@@ -99,6 +107,7 @@ impl<D: Database> SqlSourceConnector<D> {
             context: None,
             tables: Vec::new(),
             next: 0,
+            failure: None,
         })
     }
 }
@@ -119,6 +128,36 @@ struct SqlSourceTask<D> {
     tables: Vec<TableState>,
     /// The table to look at first (the tables take turns).
     next: usize,
+    /// An error met after rows that were returned first (invariant 3): the next poll's.
+    failure: Option<Error>,
+}
+
+/// Invariant 3: the error of a row with a NULL in an offset column of `query`'s mode.
+fn null_offset_column<D: Database>(
+    query: &SourceQuery,
+    row: &Row,
+    after: Position,
+) -> Option<Error> {
+    let (what, column) = match query.mode {
+        Mode::Incrementing | Mode::TimestampIncrementing if row.incrementing.is_none() => {
+            ("incrementing", query.incrementing.as_deref())
+        }
+        Mode::Timestamp | Mode::TimestampIncrementing if row.timestamp.is_none() => {
+            ("timestamp", query.timestamp.as_deref())
+        }
+        _ => return None,
+    };
+    let column = quote(column.unwrap_or_default());
+    let offset = offset_of(query.mode, after);
+    Some(Error::External {
+        system: D::SYSTEM,
+        reason: format!(
+            "a row of table `{}` after offset {offset} has NULL in its {what} column {column}: \
+             the source cannot read past it without losing rows (give the row a value, or make \
+             the column NOT NULL)",
+            query.table
+        ),
+    })
 }
 
 fn position_of(offset: Option<&Value>) -> Position {
@@ -170,6 +209,9 @@ impl<D: Database> SourceTask for SqlSourceTask<D> {
     }
 
     fn poll(&mut self) -> Result<Vec<SourceRecord>> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
         let (Some(db), Some(settings)) = (&mut self.db, &self.settings) else {
             return Err(Error::InvalidArgument(
                 "the SQL source task was not started".into(),
@@ -211,6 +253,14 @@ impl<D: Database> SourceTask for SqlSourceTask<D> {
             self.next = i + 1;
             let mut records = Vec::with_capacity(rows.len());
             for row in rows {
+                if let Some(e) = null_offset_column::<D>(&t.query, &row, t.position) {
+                    // Invariant 3: the rows before it first, then the error.
+                    if records.is_empty() {
+                        return Err(e);
+                    }
+                    self.failure = Some(e);
+                    break;
+                }
                 if row.incrementing.is_some() {
                     t.position.incrementing = row.incrementing;
                 }

@@ -3,7 +3,8 @@
 //! `connection.url` is `jdbc:sqlite:<path>` (Confluent's form), `sqlite:<path>` or a plain path;
 //! the database file is created when missing. The sink's connection uses WAL with
 //! `synchronous=FULL`, so a committed transaction is on disk when `flush` returns; both wait up
-//! to 5 s for a lock held by another connection. Columns are typed `INTEGER`, `REAL` or `TEXT`
+//! to 5 s for a lock held by another connection (the sink's tasks hold the write lock only
+//! during one `put`, so several tasks can share one file). Columns are typed `INTEGER`, `REAL` or `TEXT`
 //! from the first record's JSON (objects and arrays as JSON text); BLOBs are read as base64.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -159,6 +160,8 @@ impl Database for Connection {
                 let Some(i) = i else { return Ok(None) };
                 match row.get_ref(i).map_err(|e| external("reading a row", &e))? {
                     ValueRef::Integer(v) => Ok(Some(v)),
+                    // The source decides (as PostgreSQL's NULLs reach it as `None`).
+                    ValueRef::Null => Ok(None),
                     other => Err(Error::External {
                         system: "sqlite",
                         reason: format!(
