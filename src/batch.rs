@@ -456,6 +456,9 @@ enum State {
 impl Iterator for Records<'_> {
     type Item = Result<OffsetRecord>;
 
+    // Inlined into the caller's loop: returned through memory, the record's fields were stored
+    // narrow and reloaded wide by the caller, a stalled store-to-load forward per record.
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let mut headers = Vec::new();
         Some(self.next_fields(&mut headers)?.map(|f| OffsetRecord {
@@ -489,9 +492,27 @@ impl Records<'_> {
         self.cursor
     }
 
+    /// At most how many records are left: the declared ones not yet decoded, bounded by what
+    /// the bytes left can hold (invariant 2: a count read from the input never sizes an
+    /// allocation alone).
+    pub(crate) fn max_left(&self) -> usize {
+        let declared = (self.batch.header.record_count - self.cursor.decoded) as usize;
+        let bytes_left = self.batch.bytes.len().saturating_sub(self.cursor.pos);
+        declared.min(bytes_left / MIN_RECORD_OVERHEAD)
+    }
+
+    /// Whether every declared record was decoded and nothing follows them (the next call
+    /// returns `None`).
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state, State::Records)
+            && self.cursor.decoded == self.batch.header.record_count
+            && self.cursor.pos == self.batch.bytes.len()
+    }
+
     /// The next record's fields, its headers (if any) pushed to `headers`: what
     /// [`next`](Iterator::next) returns, before keys and values are sliced out of the batch.
-    #[inline]
+    #[allow(clippy::inline_always)] // as `decode_next`: a call returns the fields through memory
+    #[inline(always)]
     pub(crate) fn next_fields(
         &mut self,
         headers: &mut Vec<Header>,
@@ -523,6 +544,8 @@ impl Records<'_> {
         Some(result)
     }
 
+    #[allow(clippy::inline_always)] // measured: as a call, its result went through memory
+    #[inline(always)]
     fn decode_next(&mut self, headers: &mut Vec<Header>) -> Result<RecordFields> {
         let batch = self.batch;
         let header = &batch.header;
@@ -648,9 +671,9 @@ impl Reader<'_> {
     }
 
     #[inline]
-    fn byte(&mut self, field: &str) -> Result<u8> {
+    fn byte(&mut self, field: &'static str) -> Result<u8> {
         if self.pos >= self.end {
-            return Err(self.error(format_args!("truncated record: {field} missing")));
+            return Err(missing(self.index, self.pos, field));
         }
         let b = self.bytes[self.pos];
         self.pos += 1;
@@ -664,7 +687,7 @@ impl Reader<'_> {
     /// decoding calls this six times per record: a call per varint cost a third of the decode time.
     #[allow(clippy::inline_always)] // measured: plain #[inline] left it a call
     #[inline(always)]
-    fn varint(&mut self, field: &str) -> Result<i32> {
+    fn varint(&mut self, field: &'static str) -> Result<i32> {
         let zigzag = |raw: u32| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
         match self.bytes.get(self.pos..self.end) {
             Some(&[b0, ..]) if b0 & 0x80 == 0 => {
@@ -685,7 +708,7 @@ impl Reader<'_> {
 
     /// The varint at the position and the position after it. By value: see [`Reader`].
     #[inline(never)]
-    fn varint_slow(mut self, field: &str) -> Result<(i32, usize)> {
+    fn varint_slow(mut self, field: &'static str) -> Result<(i32, usize)> {
         let mut raw = 0u32;
         for i in 0..5 {
             let b = self.byte(field)?;
@@ -711,7 +734,7 @@ impl Reader<'_> {
     /// record); longer ones and errors go to `varlong_slow`.
     #[allow(clippy::inline_always)] // on the per-record path, as `varint`
     #[inline(always)]
-    fn varlong(&mut self, field: &str) -> Result<i64> {
+    fn varlong(&mut self, field: &'static str) -> Result<i64> {
         let zigzag = |raw: u64| (raw >> 1).cast_signed() ^ -(raw & 1).cast_signed();
         match self.bytes.get(self.pos..self.end) {
             Some(&[b0, ..]) if b0 & 0x80 == 0 => {
@@ -732,7 +755,7 @@ impl Reader<'_> {
 
     /// The varlong at the position and the position after it. By value: see [`Reader`].
     #[inline(never)]
-    fn varlong_slow(mut self, field: &str) -> Result<(i64, usize)> {
+    fn varlong_slow(mut self, field: &'static str) -> Result<(i64, usize)> {
         let mut raw = 0u64;
         for i in 0..10 {
             let b = self.byte(field)?;
@@ -755,12 +778,15 @@ impl Reader<'_> {
     /// The span of the next `len` bytes.
     #[allow(clippy::inline_always)] // twice per record (key, value); plain #[inline] left a call
     #[inline(always)]
-    fn take(&mut self, len: usize, field: &str) -> Result<Span> {
+    fn take(&mut self, len: usize, field: &'static str) -> Result<Span> {
         if len > self.end - self.pos {
-            let left = self.end - self.pos;
-            return Err(self.error(format_args!(
-                "truncated record: {field} of {len} bytes, {left} left in the record"
-            )));
+            return Err(truncated(
+                self.index,
+                self.pos,
+                field,
+                len,
+                self.end - self.pos,
+            ));
         }
         let start = self.pos;
         self.pos += len;
@@ -773,12 +799,13 @@ impl Reader<'_> {
     /// A varint length (-1 = null) and the span of that many bytes.
     #[allow(clippy::inline_always)] // twice per record; a call cost ~9% of a read-back
     #[inline(always)]
-    fn nullable(&mut self, field: &str) -> Result<Option<Span>> {
+    fn nullable(&mut self, field: &'static str) -> Result<Option<Span>> {
         match self.varint(field)? {
             -1 => Ok(None),
             len => {
-                let len = usize::try_from(len)
-                    .map_err(|_| self.error(format_args!("{field} length {len} is negative")))?;
+                let Ok(len) = usize::try_from(len) else {
+                    return Err(negative_length(self.index, self.pos, field, len));
+                };
                 self.take(len, field).map(Some)
             }
         }
@@ -791,6 +818,35 @@ impl Reader<'_> {
 #[inline(never)]
 fn record_error(index: u32, pos: usize, what: std::fmt::Arguments<'_>) -> Error {
     Error::invalid_batch(format!("record {index} at byte {pos}: {what}"))
+}
+
+/// A field missing at the end of a record (see [`record_error`]).
+#[cold]
+#[inline(never)]
+fn missing(index: u32, pos: usize, field: &'static str) -> Error {
+    record_error(
+        index,
+        pos,
+        format_args!("truncated record: {field} missing"),
+    )
+}
+
+/// A field longer than what is left of its record (see [`record_error`]).
+#[cold]
+#[inline(never)]
+fn truncated(index: u32, pos: usize, field: &'static str, len: usize, left: usize) -> Error {
+    record_error(
+        index,
+        pos,
+        format_args!("truncated record: {field} of {len} bytes, {left} left in the record"),
+    )
+}
+
+/// A negative length other than -1 (see [`record_error`]).
+#[cold]
+#[inline(never)]
+fn negative_length(index: u32, pos: usize, field: &'static str, len: i32) -> Error {
+    record_error(index, pos, format_args!("{field} length {len} is negative"))
 }
 
 /// The varint loops return from inside on their last iteration (a 5th / 10th byte with the
@@ -1155,13 +1211,13 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    #[inline(always)]
+    #[inline]
     fn byte(&mut self, b: u8) {
         self.buf[self.at] = b;
         self.at += 1;
     }
 
-    #[inline(always)]
+    #[inline]
     fn varint(&mut self, mut z: u64) {
         while z >= 0x80 {
             self.byte(z as u8 | 0x80);
@@ -1170,13 +1226,13 @@ impl Cursor<'_> {
         self.byte(z as u8);
     }
 
-    #[inline(always)]
+    #[inline]
     fn bytes(&mut self, b: &[u8]) {
         self.buf[self.at..self.at + b.len()].copy_from_slice(b);
         self.at += b.len();
     }
 
-    #[inline(always)]
+    #[inline]
     fn nullable(&mut self, b: Option<&[u8]>) {
         match b {
             None => self.byte(1), // zigzag(-1)

@@ -491,6 +491,53 @@ fn paused_partitions_return_nothing_until_resumed() {
     ));
 }
 
+/// A poll that stops inside a batch goes on from the next record at the next poll; a damaged
+/// record further in comes after the records before it, as an error of the next poll, and again
+/// until a seek past its batch.
+#[test]
+fn a_damaged_record_after_a_partial_poll_is_reported_until_skipped() {
+    let (_dir, broker) = open();
+    broker.create_topic("t", 1).unwrap();
+    // Ten 9-byte records (no key, 2-byte value, no header): record i starts at 61 + 9 i.
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record::from_value(format!("v{i}")).with_timestamp(1_000))
+        .collect();
+    let mut bytes = tidelog::RecordBatch::encode(0, &records)
+        .unwrap()
+        .into_bytes()
+        .to_vec();
+    // Record 7's offset delta becomes 0 (out of order); the CRC is made valid again.
+    let at = 61 + 9 * 7;
+    assert_eq!((bytes[at], bytes[at + 3]), (0x10, 14));
+    bytes[at + 3] = 0;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &bytes[21..]) as u32;
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let batch = tidelog::RecordBatch::from_bytes(bytes.into()).unwrap();
+    let partition = broker.partition("t", 0).unwrap();
+    partition.log().unwrap().append_batch(&batch).unwrap();
+    append(&broker, "t", 0, &values("t", 0, 10..12));
+
+    let mut consumer = Consumer::new(&broker, earliest().max_poll_records(3)).unwrap();
+    consumer.assign(&[tp("t", 0)]).unwrap();
+    let offsets = |consumer: &mut Consumer| -> Vec<u64> {
+        let records = consumer.poll(LONG).unwrap();
+        records.iter().map(|r| r.offset).collect()
+    };
+    assert_eq!(offsets(&mut consumer), [0, 1, 2]);
+    assert_eq!(offsets(&mut consumer), [3, 4, 5]);
+    assert_eq!(offsets(&mut consumer), [6]);
+    for _ in 0..2 {
+        match consumer.poll(LONG) {
+            Err(Error::InvalidBatch(why)) => assert!(why.contains("offsetDelta"), "{why}"),
+            other => panic!("expected the damaged record, got {other:?}"),
+        }
+        assert_eq!(consumer.position(&tp("t", 0)).unwrap(), 7);
+    }
+    // Past the damaged batch.
+    consumer.seek(&tp("t", 0), 10).unwrap();
+    assert_eq!(offsets(&mut consumer), [10, 11]);
+}
+
 #[test]
 fn max_poll_records_is_respected() {
     let (_dir, broker) = open();

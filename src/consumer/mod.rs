@@ -13,8 +13,10 @@
 //!    records it returns, so records are delivered once each, in offset order per partition,
 //!    unless the user seeks.
 //! 3. An entry's `buffer` holds whole batches fetched but not yet returned; its first batch may
-//!    start below the position (a batch is never split), never above it. Seeking or resetting
-//!    empties it.
+//!    start below the position (a batch is never split), never above it. Before them, `partial`
+//!    may hold the batch a full poll stopped in, with the cursor of its next record (whose offset
+//!    is the position): the next poll goes on from there without checking the CRC again. Seeking,
+//!    resetting or an error empties both.
 //! 4. A poll never loses a wake-up: it reads the signal's counter *before* looking for data, and
 //!    parks only until the counter moves past that value, so an append between the look and the
 //!    park ends the park at once.
