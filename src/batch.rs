@@ -1219,11 +1219,20 @@ impl Cursor<'_> {
 
     #[inline]
     fn varint(&mut self, mut z: u64) {
-        while z >= 0x80 {
-            self.byte(z as u8 | 0x80);
-            z >>= 7;
+        // One and two bytes (lengths below 8 KiB, deltas below 64 Ki) without a loop.
+        if z < 0x80 {
+            self.byte(z as u8);
+        } else if z < 0x4000 {
+            let two = [z as u8 | 0x80, (z >> 7) as u8];
+            self.buf[self.at..self.at + 2].copy_from_slice(&two);
+            self.at += 2;
+        } else {
+            while z >= 0x80 {
+                self.byte(z as u8 | 0x80);
+                z >>= 7;
+            }
+            self.byte(z as u8);
         }
-        self.byte(z as u8);
     }
 
     #[inline]

@@ -63,6 +63,17 @@ impl Partition {
         self.log.offset_for_timestamp(timestamp)
     }
 
+    /// Kafka's `deleteRecords` (`kafka-delete-records.sh`): records below `offset` are no longer
+    /// read (the log start offset moves there) and the segments that hold only such records are
+    /// deleted. Returns the new log start offset. See [`PartitionLog::delete_records`].
+    ///
+    /// Errors: [`Error::UnknownTopic`](crate::Error::UnknownTopic) after the topic was deleted,
+    /// `offset` past the log end ([`Error::OffsetOutOfRange`](crate::Error::OffsetOutOfRange)).
+    pub fn delete_records(&self, offset: u64) -> Result<u64> {
+        self.topic.check_live()?;
+        self.log.delete_records(offset)
+    }
+
     /// The underlying log, for what the handle does not cover (raw batch reads and appends).
     pub fn log(&self) -> Result<&PartitionLog> {
         self.topic.check_live()?;

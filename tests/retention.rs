@@ -109,3 +109,54 @@ fn no_retention_keeps_everything() {
     assert_eq!(log.maintain_at(1000 * DAY_MS).unwrap().segments_deleted, 0);
     assert_eq!(log.log_start_offset(), 0);
 }
+
+/// Kafka's `deleteRecords`: the log start moves to the offset asked for, whole segments below it
+/// go, reads below it are out of range, and the new start survives a restart (clean or not).
+#[test]
+fn delete_records_moves_the_log_start_and_drops_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config()).unwrap();
+    for i in 0..300 {
+        log.append(&[Record::new("k", format!("value-{i:04}"))])
+            .unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 5);
+    let size = log.size_bytes();
+    assert_eq!(log.delete_records(150).unwrap(), 150);
+    assert_eq!(log.log_start_offset(), 150);
+    assert!(log.segment_count() < segments);
+    assert!(log.size_bytes() < size);
+    match log.read(149, 1 << 20) {
+        Err(Error::OffsetOutOfRange {
+            offset: 149,
+            log_start_offset: 150,
+            log_end_offset: 300,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let first = log.read_records(150, 1 << 20).unwrap();
+    assert!(first.iter().any(|r| r.offset == 150));
+    // Never backwards; the end is the limit.
+    assert_eq!(log.delete_records(10).unwrap(), 150);
+    assert!(matches!(
+        log.delete_records(301),
+        Err(Error::OffsetOutOfRange { offset: 301, .. })
+    ));
+    assert_eq!(log.delete_records(200).unwrap(), 200);
+    // An unclean stop keeps it too: it was recorded when it moved.
+    log.simulate_crash();
+    let log = PartitionLog::open(dir.path(), config()).unwrap();
+    assert_eq!(log.log_start_offset(), 200);
+    assert_eq!(log.log_end_offset(), 300);
+    // Up to the end: the log is empty and appends go on at the end.
+    assert_eq!(log.delete_records(300).unwrap(), 300);
+    assert_eq!(
+        log.append(&[Record::new("k", "next")]).unwrap().base_offset,
+        300
+    );
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path(), config()).unwrap();
+    assert_eq!(log.log_start_offset(), 300);
+    assert_eq!(log.read_records(300, 1 << 20).unwrap().len(), 1);
+}

@@ -482,3 +482,61 @@ fn the_record_cache_forwards_only_the_latest_count_per_commit() {
         assert_eq!(output_counts(&broker)["same"], 1000);
     }
 }
+
+/// Kafka Streams' purge of repartition topics: records every reader has committed are deleted
+/// (the log start offset moves to the committed offset), so the topic does not keep everything.
+#[test]
+fn committed_records_of_repartition_topics_are_purged() {
+    let (_dir, broker) = setup(2);
+    let input = lines(400, 3);
+    produce_lines(&broker, &input);
+    let streams = Streams::new(
+        &broker,
+        wordcount(),
+        config("purge").repartition_purge_interval(Duration::ZERO),
+    )
+    .unwrap();
+    streams.start().unwrap();
+    wait_for_counts(&[&streams], &expected_counts(&input));
+    streams.close().unwrap();
+    let repartition: Vec<_> = broker
+        .topics()
+        .into_iter()
+        .filter(|t| t.starts_with("purge-") && t.ends_with("-repartition"))
+        .collect();
+    assert_eq!(repartition.len(), 1);
+    let topic = broker.topic(&repartition[0]).unwrap();
+    let mut written = 0;
+    for p in topic.partitions().unwrap() {
+        // Everything was processed and committed at close, so everything is purged.
+        assert_eq!(
+            p.log_start_offset(),
+            p.log_end_offset(),
+            "{}",
+            p.partition()
+        );
+        written += p.log_end_offset();
+    }
+    assert_eq!(
+        written,
+        expected_counts(&input).values().sum::<i64>() as u64
+    );
+    // The default interval (30 s) purges nothing in a short run.
+    let (_dir, broker) = setup(2);
+    produce_lines(&broker, &input);
+    let streams = Streams::new(&broker, wordcount(), config("keep")).unwrap();
+    streams.start().unwrap();
+    wait_for_counts(&[&streams], &expected_counts(&input));
+    streams.close().unwrap();
+    let kept = broker
+        .topics()
+        .into_iter()
+        .find(|t| t.ends_with("-repartition"))
+        .unwrap();
+    let kept = broker.topic(&kept).unwrap();
+    assert!(kept
+        .partitions()
+        .unwrap()
+        .iter()
+        .all(|p| p.log_start_offset() == 0));
+}

@@ -947,6 +947,35 @@ impl PartitionLog {
         Ok(report)
     }
 
+    /// Kafka's `deleteRecords` (`kafka-delete-records.sh`): moves the log start offset up to
+    /// `offset`, so that records below it are not read any more, and deletes the sealed segments
+    /// that hold only such records. The new log start offset is recorded at once and survives a
+    /// restart. Returns the log start offset (it never moves back: an `offset` below it changes
+    /// nothing).
+    ///
+    /// Errors: `offset` past the log end ([`Error::OffsetOutOfRange`]), [`Error::Io`].
+    ///
+    /// ```
+    /// use tidelog::{LogConfig, PartitionLog, Record};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let log = PartitionLog::open(dir.path(), LogConfig::default())?;
+    /// for i in 0..10 {
+    ///     log.append(&[Record::new("k", format!("v{i}"))])?;
+    /// }
+    /// assert_eq!(log.delete_records(4)?, 4);
+    /// assert_eq!(log.log_start_offset(), 4);
+    /// assert!(log.read(3, 1024).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_records(&self, offset: u64) -> Result<u64> {
+        self.check_usable()?;
+        let mut m = self.maintenance.lock();
+        let start = self.delete_records_before(offset)?;
+        self.write_checkpoint(&mut m, false)?;
+        Ok(start)
+    }
+
     /// Writes the checkpoint now, recovery point included (tests of recovery use it).
     #[doc(hidden)]
     pub fn checkpoint_now(&self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Retention: deleting whole old segments by age (`retention`) and total size
-//! (`retention_bytes`), oldest first, as Kafka's `cleanup.policy=delete` does.
+//! (`retention_bytes`), oldest first, as Kafka's `cleanup.policy=delete` does; and Kafka's
+//! `deleteRecords`, which moves the log start offset to a given offset.
 //!
 //! Only sealed segments are deleted. When every record of the active segment has expired, it is
 //! rolled first (Kafka does the same), so a log that stopped receiving records still empties.
@@ -12,7 +13,8 @@ use std::sync::Arc;
 
 use super::fsutil;
 use super::log::PartitionLog;
-use crate::error::Result;
+use super::segment::Segment;
+use crate::error::{Error, Result};
 
 impl PartitionLog {
     /// Deletes the segments that retention no longer keeps; returns how many. The caller holds
@@ -52,20 +54,55 @@ impl PartitionLog {
         if doomed == 0 {
             return Ok(0);
         }
-        let doomed: Vec<_> = segments[..doomed].to_vec();
-        let new_start = segments[doomed.len()].base_offset();
-        self.log_start.fetch_max(new_start, Ordering::AcqRel);
+        self.log_start
+            .fetch_max(segments[doomed].base_offset(), Ordering::AcqRel);
+        self.delete_first_segments(&segments[..doomed])?;
+        Ok(doomed)
+    }
+
+    /// Kafka's `deleteRecords`: moves the log start offset up to `offset` (records below it are
+    /// not read any more, [`Error::OffsetOutOfRange`]) and deletes the sealed segments that hold
+    /// only such records. Returns the log start offset, which never moves back. The caller holds
+    /// the maintenance lock.
+    ///
+    /// Errors: `offset` past the log end ([`Error::OffsetOutOfRange`]).
+    pub(crate) fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        let end = self.log_end_offset();
+        if offset > end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: end,
+            });
+        }
+        let start = self
+            .log_start
+            .fetch_max(offset, Ordering::AcqRel)
+            .max(offset);
+        let segments = self.segments.load_full();
+        // A sealed segment goes when the next one starts at or below the log start.
+        let doomed = segments
+            .windows(2)
+            .take_while(|pair| pair[1].base_offset() <= start)
+            .count();
+        if doomed > 0 {
+            self.delete_first_segments(&segments[..doomed])?;
+        }
+        Ok(start)
+    }
+
+    /// Removes `doomed`, the first segments of the list, after the log start moved past them.
+    fn delete_first_segments(&self, doomed: &[Arc<Segment>]) -> Result<()> {
         self.segments.rcu(|list| {
             list.iter()
                 .filter(|s| !doomed.iter().any(|d| Arc::ptr_eq(d, s)))
                 .cloned()
                 .collect::<Vec<_>>()
         });
-        for segment in &doomed {
+        for segment in doomed {
             segment.retire();
             segment.delete_files()?;
         }
-        fsutil::sync_dir_of(&self.dir)?;
-        Ok(doomed.len())
+        fsutil::sync_dir_of(&self.dir)
     }
 }

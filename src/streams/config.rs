@@ -42,6 +42,7 @@ pub struct StreamsConfig {
     pub(crate) max_poll_interval: Duration,
     pub(crate) max_poll_records: usize,
     pub(crate) cache_max_bytes: usize,
+    pub(crate) repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -61,6 +62,7 @@ impl StreamsConfig {
             max_poll_interval: Duration::from_secs(300),
             max_poll_records: 1000,
             cache_max_bytes: 10 << 20,
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 
@@ -83,6 +85,18 @@ impl StreamsConfig {
     #[must_use]
     pub fn commit_interval(mut self, every: Duration) -> Self {
         self.commit_interval = every;
+        self
+    }
+
+    /// How often records of repartition topics that every reader has committed are deleted
+    /// (Kafka's `repartition.purge.interval.ms`, default 30 s): after a commit that is at least
+    /// this long after the last purge, a stream thread moves the log start offset of the
+    /// repartition partitions it committed to the committed offset
+    /// ([`Partition::delete_records`](crate::Partition::delete_records)), so those topics do
+    /// not grow with everything that went through them.
+    #[must_use]
+    pub fn repartition_purge_interval(mut self, every: Duration) -> Self {
+        self.repartition_purge_interval = every;
         self
     }
 

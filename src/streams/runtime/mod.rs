@@ -4,7 +4,7 @@ pub(crate) mod assignor;
 pub(crate) mod restore;
 pub(crate) mod thread;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) layout: TaskLayout,
     pub(crate) producer: Producer,
     pub(crate) state_dir: PathBuf,
+    /// The repartition topics (full names), purged after commits.
+    pub(crate) repartition_topics: HashSet<String>,
     stop: AtomicBool,
     state: Mutex<StreamsState>,
     state_changed: Condvar,
@@ -261,8 +263,14 @@ impl Streams {
             broker,
             ProducerConfig::default().linger(Duration::from_millis(1)),
         )?;
+        let repartition_topics = inner
+            .repartition_topics
+            .keys()
+            .map(|name| TopicRef::internal(name.clone()).resolve(&app))
+            .collect();
         Ok(Streams {
             shared: Arc::new(Shared {
+                repartition_topics,
                 broker: broker.clone(),
                 topology,
                 config,

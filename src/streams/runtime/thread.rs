@@ -71,6 +71,8 @@ pub(crate) struct TaskManager {
     in_flight: VecDeque<SendAllFuture>,
     /// Counters of tasks closed since the start, kept for `Streams::metrics`.
     closed_metrics: TaskMetrics,
+    /// When repartition topics were last purged (see `purge_repartition_topics`).
+    last_purge: Instant,
 }
 
 impl TaskManager {
@@ -81,6 +83,7 @@ impl TaskManager {
             tasks: HashMap::new(),
             in_flight: VecDeque::new(),
             closed_metrics: TaskMetrics::default(),
+            last_purge: Instant::now(),
         }
     }
 
@@ -306,6 +309,7 @@ impl TaskManager {
         // either (another owner may be writing the changelog now).
         if !offsets.is_empty() {
             consumer.commit_sync_offsets(&offsets)?;
+            self.purge_repartition_topics(&offsets);
         }
         for (id, running) in &mut self.tasks {
             if selected(id) {
@@ -313,6 +317,28 @@ impl TaskManager {
             }
         }
         Ok(())
+    }
+
+    /// Kafka Streams' purge of repartition topics: once per `repartition_purge_interval`,
+    /// deletes the records of the repartition partitions just committed below their committed
+    /// offsets. Only this application reads its repartition topics, and a partition is read by
+    /// one task, so nobody needs those records any more. Best effort, as in Kafka: a purge that
+    /// fails (for example on a full disk) leaves the records for the next one, or for retention.
+    fn purge_repartition_topics(&mut self, committed: &[(TopicPartition, OffsetAndMetadata)]) {
+        let shared = &self.shared;
+        if shared.repartition_topics.is_empty()
+            || self.last_purge.elapsed() < shared.config.repartition_purge_interval
+        {
+            return;
+        }
+        self.last_purge = Instant::now();
+        for (tp, offset) in committed {
+            if shared.repartition_topics.contains(&tp.topic) {
+                if let Ok(partition) = shared.broker.partition(&tp.topic, tp.partition) {
+                    let _ = partition.delete_records(offset.offset);
+                }
+            }
+        }
     }
 
     /// Writes the snapshots of `running`'s stores that are due: when the changelog grew by more
