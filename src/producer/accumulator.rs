@@ -381,22 +381,20 @@ impl PartitionQueue {
         (completion, index, opened)
     }
 
-    /// [`push`](Self::push) of `first` and then of every record `more` returns (`None` ends the
-    /// run), as async sends, under one lock: [`Producer::send_all`](super::Producer::send_all)
-    /// sends a run of records for one partition this way. `placed` learns each record's batch
-    /// and index. Returns whether a batch was opened.
+    /// [`push`](Self::push) of every record of `run` (drained, in order), as async sends, under
+    /// one lock: [`Producer::send_all`](super::Producer::send_all) sends a run of records for one
+    /// partition this way. `placed` learns each record's batch and index (it must not call into
+    /// the producer). Returns whether a batch was opened.
     pub(crate) fn push_all(
         self: &Arc<Self>,
         shared: &Shared,
-        first: (Pending, usize),
+        run: &mut Vec<(Pending, usize)>,
         cap: usize,
-        more: &mut dyn FnMut() -> Option<(Pending, usize)>,
         placed: &mut dyn FnMut(&Arc<BatchCompletion>, u32, i64),
     ) -> bool {
         let mut acc = self.acc.lock();
         let mut opened = false;
-        let mut next = Some(first);
-        while let Some((record, alone)) = next {
+        for (record, alone) in run.drain(..) {
             let (guard, place) = self.place(shared, acc, &record, alone, cap, Mode::Async);
             acc = guard;
             opened |= place.opened;
@@ -407,8 +405,6 @@ impl PartitionQueue {
                 self.seal(&mut acc);
                 acc = self.dispatch(shared, acc, Mode::Async);
             }
-            drop(record);
-            next = more();
         }
         opened
     }

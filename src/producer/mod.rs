@@ -33,6 +33,7 @@ use self::accumulator::{
     record_fixed_size, single_record_batch_size, BatchCompletion, Mode, PartitionQueue, Pending,
 };
 use self::sender::{Shared, TopicEntry};
+use crate::batch::HEADER_LEN;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::record::Header;
@@ -553,6 +554,7 @@ impl Producer {
         // a run, which belongs to the topic of `entry`.
         let mut next = records.next().map(Next::Record);
         let mut entry: Option<Arc<TopicEntry>> = None;
+        let mut run = Vec::new();
         while let Some(item) = next.take() {
             let ready = match item {
                 Next::Prepared(ready) => ready,
@@ -593,37 +595,45 @@ impl Producer {
             let Some(current) = entry.as_deref() else {
                 continue; // a prepared record always comes with its topic's entry
             };
-            // A run: this record and the following ones for the same partition, under one lock.
+            // A run: this record and the following ones for the same partition, about one
+            // batch of them, gathered first (the caller's iterator is user code: it never runs
+            // under a partition's lock), then pushed under one lock.
             let mut view = TopicView::new(shared, current);
             let queue = Arc::clone(&view.queues[ready.partition as usize]);
             let (partition, cap) = (ready.partition, view.cap);
-            // A custom partitioner is user code: it never runs under a partition's lock (it
-            // may send, or block), so with one every record is a run of its own.
+            // A custom partitioner is user code too: with one, every record is a run of its own.
             let custom_partitioner = shared.config.partitioner.is_some();
-            let mut more = || {
-                let record = records.next()?;
-                if custom_partitioner || *record.topic != *current.topic.name {
+            let mut bytes = ready.alone;
+            let mut exhausted = false;
+            run.push((ready.pending, ready.alone));
+            while !custom_partitioner && bytes < cap {
+                let Some(record) = records.next() else {
+                    exhausted = true;
+                    break;
+                };
+                if *record.topic != *current.topic.name {
                     next = Some(Next::Record(record));
-                    return None;
+                    break;
                 }
                 let asked = record.partition.unwrap_or(0);
                 match prepare(shared, &mut view, record) {
                     Ok(Ok(ready)) if ready.partition == partition => {
-                        return Some((ready.pending, ready.alone))
+                        bytes += ready.alone - HEADER_LEN;
+                        run.push((ready.pending, ready.alone));
+                        continue;
                     }
                     Ok(Ok(ready)) => next = Some(Next::Prepared(ready)),
                     Ok(Err(failed)) => next = Some(Next::Failed(failed)),
                     Err(e) => next = Some(Next::Error(Arc::clone(&current.topic.name), asked, e)),
                 }
-                None
-            };
-            let opened = queue.push_all(
-                shared,
-                (ready.pending, ready.alone),
-                cap,
-                &mut more,
-                &mut |batch, index, timestamp| out.push(batch, index, timestamp),
-            );
+                break;
+            }
+            let opened = queue.push_all(shared, &mut run, cap, &mut |batch, index, timestamp| {
+                out.push(batch, index, timestamp);
+            });
+            if next.is_none() && !exhausted {
+                next = records.next().map(Next::Record);
+            }
             if opened && current.grew() {
                 current.refresh();
             }

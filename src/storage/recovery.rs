@@ -17,7 +17,10 @@
 //!    and later segments are deleted, unless the damage lies below the recovery point (data known
 //!    to have been fsynced) and the config says [`RecoveryMode::Refuse`]. After the scan the log
 //!    is fsynced, so the recovery point becomes the log end.
-//! 6. The checkpoint is rewritten without the clean mark before anything is appended.
+//! 6. If the recovered log end is below the checkpoint's log start (records were deleted up to
+//!    there and the crash lost the unflushed tail above), the log restarts empty at the log
+//!    start: offsets below it are never given out twice.
+//! 7. The checkpoint is rewritten without the clean mark before anything is appended.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -154,6 +157,10 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         fsutil::sync_dir_of(dir)?;
     }
 
+    let state = match checkpoint.map(|c| c.log_start_offset) {
+        Some(start) if start > state.next_offset => restart_at(dir, &mut segments, start, entries)?,
+        _ => state,
+    };
     let log_end = state.next_offset;
     let first_base = segments.first().map_or(0, |s| s.base_offset());
     let log_start = checkpoint
@@ -177,6 +184,24 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         cleaner_offset,
         checkpoint,
     })
+}
+
+/// Step 6: records below the recorded log start were deleted (`delete_records`) and the crash
+/// lost the unflushed tail above them. The log restarts empty at its log start, as Kafka's does,
+/// so that offsets below it (which readers may have committed past) are never given out again.
+fn restart_at(
+    dir: &Path,
+    segments: &mut Vec<Arc<Segment>>,
+    start: u64,
+    entries: usize,
+) -> Result<ActiveState> {
+    for s in segments.drain(..) {
+        s.retire();
+        s.delete_files()?;
+    }
+    segments.push(Arc::new(Segment::create(dir, start, entries)?));
+    fsutil::sync_dir_of(dir)?;
+    Ok(ActiveState::new(start))
 }
 
 /// Step 4: the active segment of a cleanly closed log. `None` if anything looks wrong, in which
