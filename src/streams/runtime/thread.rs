@@ -67,12 +67,14 @@ pub(crate) struct TaskManager {
     shared: Arc<Shared>,
     thread: usize,
     tasks: HashMap<TaskId, Running>,
-    /// Outcomes of sends not known yet, one per producer batch.
+    /// Outcomes of sends not known yet, one per task and poll (`send_outboxes`).
     in_flight: VecDeque<SendAllFuture>,
     /// Counters of tasks closed since the start, kept for `Streams::metrics`.
     closed_metrics: TaskMetrics,
-    /// When repartition topics were last purged (see `purge_repartition_topics`).
+    /// When repartition topics were last purged, and the offsets committed since for their
+    /// partitions (see `purge_repartition_topics`).
     last_purge: Instant,
+    to_purge: HashMap<TopicPartition, u64>,
 }
 
 impl TaskManager {
@@ -84,6 +86,7 @@ impl TaskManager {
             in_flight: VecDeque::new(),
             closed_metrics: TaskMetrics::default(),
             last_purge: Instant::now(),
+            to_purge: HashMap::new(),
         }
     }
 
@@ -319,24 +322,28 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Kafka Streams' purge of repartition topics: once per `repartition_purge_interval`,
-    /// deletes the records of the repartition partitions just committed below their committed
-    /// offsets. Only this application reads its repartition topics, and a partition is read by
-    /// one task, so nobody needs those records any more. Best effort, as in Kafka: a purge that
-    /// fails (for example on a full disk) leaves the records for the next one, or for retention.
+    /// Kafka Streams' purge of repartition topics: remembers the offsets just committed for
+    /// repartition partitions and, once per `repartition_purge_interval`, deletes their records
+    /// below those offsets. Only this application reads its repartition topics, and a partition
+    /// is read by one task, so nobody needs those records any more. Best effort, as in Kafka: a
+    /// purge that fails (for example on a full disk) leaves the records for the next one.
     fn purge_repartition_topics(&mut self, committed: &[(TopicPartition, OffsetAndMetadata)]) {
         let shared = &self.shared;
-        if shared.repartition_topics.is_empty()
-            || self.last_purge.elapsed() < shared.config.repartition_purge_interval
-        {
+        if shared.repartition_topics.is_empty() {
+            return;
+        }
+        for (tp, offset) in committed {
+            if shared.repartition_topics.contains(&tp.topic) {
+                self.to_purge.insert(tp.clone(), offset.offset);
+            }
+        }
+        if self.last_purge.elapsed() < shared.config.repartition_purge_interval {
             return;
         }
         self.last_purge = Instant::now();
-        for (tp, offset) in committed {
-            if shared.repartition_topics.contains(&tp.topic) {
-                if let Ok(partition) = shared.broker.partition(&tp.topic, tp.partition) {
-                    let _ = partition.delete_records(offset.offset);
-                }
+        for (tp, offset) in self.to_purge.drain() {
+            if let Ok(partition) = shared.broker.partition(&tp.topic, tp.partition) {
+                let _ = partition.delete_records(offset);
             }
         }
     }
