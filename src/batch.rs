@@ -987,14 +987,51 @@ where
     I: Iterator<Item = (u32, &'r Record)> + Clone,
 {
     let start = out.len();
-    let result = write_batch_at(out, start, fields, records);
-    if result.is_err() {
-        out.truncate(start);
+    match write_batch_at(out, start, fields, records, false) {
+        Ok(end) => {
+            out.truncate(end);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
     }
-    result
 }
 
-fn write_batch_at<'r, I>(out: &mut Vec<u8>, start: usize, fields: &Fields, records: I) -> Result<()>
+/// Encodes a batch of `records` (base offset 0, as [`encode_into`]) at the start of `scratch`
+/// and returns its length: `scratch[..len]` is the batch. The bytes after it are left as they
+/// are, and `scratch` only ever grows, so a writer that encodes batch after batch into one buffer
+/// does not zero-fill it each time (the log's append path).
+pub(crate) fn encode_scratch(scratch: &mut Vec<u8>, records: &[Record]) -> Result<usize> {
+    if records.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a record batch needs at least one record".into(),
+        ));
+    }
+    let last_offset_delta = i32::try_from(records.len() - 1).map_err(|_| {
+        Error::InvalidArgument(format!("{} records do not fit in one batch", records.len()))
+    })?;
+    // The cast cannot wrap: the index is at most `last_offset_delta`, an i32.
+    write_batch_at(
+        scratch,
+        0,
+        &Fields::plain(last_offset_delta),
+        records.iter().enumerate().map(|(i, r)| (i as u32, r)),
+        true,
+    )
+}
+
+/// Writes the batch at `out[start..]` and returns where it ends. `out` is grown (zero-filled) to
+/// an upper bound of the batch's end first, only if it is shorter; with `keep_len` it is left at
+/// that length (the caller uses `out[start..end]`), else the caller cuts it to the end.
+fn write_batch_at<'r, I>(
+    out: &mut Vec<u8>,
+    start: usize,
+    fields: &Fields,
+    records: I,
+    keep_len: bool,
+) -> Result<usize>
 where
     I: Iterator<Item = (u32, &'r Record)> + Clone,
 {
@@ -1025,9 +1062,10 @@ where
             "record batch of at least {least} bytes is larger than Kafka's limit of i32::MAX"
         )));
     }
-    // Zero-filled to the bound, then cut to what was written: the records are written into a
-    // slice (see [`write_record`]).
-    out.resize(start + bound, 0);
+    // The records are written into a slice (see [`write_record`]) at least as long as the bound.
+    if out.len() < start + bound || !keep_len {
+        out.resize(start + bound, 0);
+    }
     let mut at = start + HEADER_LEN;
 
     let mut max_timestamp = base_timestamp;
@@ -1053,9 +1091,8 @@ where
         // it is exactly i32::MAX + 1, and that many records exceed the batch size limit below.
         count = count.saturating_add(1);
     }
-    out.truncate(at);
     finish_batch(
-        out,
+        &mut out[..at],
         start,
         fields,
         BatchStats {
@@ -1063,7 +1100,8 @@ where
             max_timestamp,
             count,
         },
-    )
+    )?;
+    Ok(at)
 }
 
 /// What [`finish_batch`] needs to know about the records of a batch.
@@ -1331,6 +1369,34 @@ mod tests {
             timestamp,
             headers: Vec::new(),
         }
+    }
+
+    /// Encoding into a reused scratch buffer (the log's append path) gives the bytes
+    /// `encode_into` gives, whatever an earlier, larger batch left after them.
+    #[test]
+    fn encode_scratch_matches_encode_into() {
+        let mut scratch = Vec::new();
+        for n in [50usize, 3, 20, 1, 7] {
+            let records: Vec<Record> = (0..n)
+                .map(|i| {
+                    let mut r = rec(
+                        Some("key"),
+                        Some(&"v".repeat(i * 13 % 200)),
+                        1_000 + i as i64,
+                    );
+                    if i % 3 == 0 {
+                        r = r.with_header("h", vec![b'x'; i]);
+                    }
+                    r
+                })
+                .collect();
+            let mut fresh = Vec::new();
+            encode_into(&mut fresh, 0, &records).unwrap();
+            let len = encode_scratch(&mut scratch, &records).unwrap();
+            assert!(scratch.len() >= len);
+            assert_eq!(&scratch[..len], &fresh[..], "{n} records");
+        }
+        assert!(encode_scratch(&mut scratch, &[]).is_err());
     }
 
     /// The accelerated CRC-32C against a bit-by-bit one, over lengths that reach each of its

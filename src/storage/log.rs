@@ -330,10 +330,10 @@ impl PartitionLog {
             let mut buf = buf
                 .try_borrow_mut()
                 .map_err(|_| Error::Failed("re-entrant append".into()))?;
-            buf.clear();
-            batch::encode_into(&mut buf, 0, records)?;
-            let header = BatchHeader::parse(&buf)?;
-            let info = self.append_encoded_with(&config, &mut buf, &header, wait);
+            let len = batch::encode_scratch(&mut buf, records)?;
+            let bytes = &mut buf[..len];
+            let header = BatchHeader::parse(bytes)?;
+            let info = self.append_encoded_with(&config, bytes, &header, wait);
             if buf.capacity() > 4 << 20 {
                 *buf = Vec::new(); // do not keep a huge buffer per thread
             }
