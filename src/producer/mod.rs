@@ -515,8 +515,11 @@ impl Producer {
     /// one call: the topic, its settings and a partition's lock are looked up once per run of
     /// records that go to the same partition, and the outcomes are kept per batch rather than
     /// per record. For an application that has many records at hand (a batch from a file or a
-    /// database, the output of a stream task's poll) this costs a fraction of a `send_async`
-    /// per record (`examples/perf.rs --send-all`).
+    /// database, the output of a stream task's poll) this costs about two thirds of a
+    /// `send_async` per record (`examples/perf.rs --send-all`). Records are taken from the
+    /// iterator about one batch at a time and never while the producer holds a lock, so the
+    /// iterator may block or send itself. Keyless records go where the sticky partitioner says
+    /// when their run starts, and stay there for about a batch, as with `send_async`.
     ///
     /// Every record gets an outcome in the returned [`SendAllFuture`], in order: errors of a
     /// record ([`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::RecordTooLarge`],
