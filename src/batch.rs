@@ -864,17 +864,9 @@ fn unreachable_varint<T>() -> Result<T> {
 /// first record's does not fit an `i64`, a key, value, record or batch larger than `i32::MAX`
 /// bytes.
 pub fn encode_into(out: &mut Vec<u8>, base_offset: u64, records: &[Record]) -> Result<()> {
-    if records.is_empty() {
-        return Err(Error::InvalidArgument(
-            "a record batch needs at least one record".into(),
-        ));
-    }
-    let last_offset_delta = i32::try_from(records.len() - 1).map_err(|_| {
-        Error::InvalidArgument(format!("{} records do not fit in one batch", records.len()))
-    })?;
     let fields = Fields {
         base_offset,
-        ..Fields::plain(last_offset_delta)
+        ..Fields::plain(last_offset_delta_of(records)?)
     };
     // The cast cannot wrap: the index is at most `last_offset_delta`, an i32.
     write_batch(
@@ -882,6 +874,18 @@ pub fn encode_into(out: &mut Vec<u8>, base_offset: u64, records: &[Record]) -> R
         &fields,
         records.iter().enumerate().map(|(i, r)| (i as u32, r)),
     )
+}
+
+/// The last offset delta of a batch of `records`: errors for none, or more than an i32 counts.
+fn last_offset_delta_of(records: &[Record]) -> Result<i32> {
+    if records.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a record batch needs at least one record".into(),
+        ));
+    }
+    i32::try_from(records.len() - 1).map_err(|_| {
+        Error::InvalidArgument(format!("{} records do not fit in one batch", records.len()))
+    })
 }
 
 /// Rewrites the base offset of an encoded batch in place (it is outside the CRC, so the CRC stays
@@ -1004,19 +1008,11 @@ where
 /// are, and `scratch` only ever grows, so a writer that encodes batch after batch into one buffer
 /// does not zero-fill it each time (the log's append path).
 pub(crate) fn encode_scratch(scratch: &mut Vec<u8>, records: &[Record]) -> Result<usize> {
-    if records.is_empty() {
-        return Err(Error::InvalidArgument(
-            "a record batch needs at least one record".into(),
-        ));
-    }
-    let last_offset_delta = i32::try_from(records.len() - 1).map_err(|_| {
-        Error::InvalidArgument(format!("{} records do not fit in one batch", records.len()))
-    })?;
-    // The cast cannot wrap: the index is at most `last_offset_delta`, an i32.
+    // The cast cannot wrap: the index is at most the last offset delta, an i32.
     write_batch_at(
         scratch,
         0,
-        &Fields::plain(last_offset_delta),
+        &Fields::plain(last_offset_delta_of(records)?),
         records.iter().enumerate().map(|(i, r)| (i as u32, r)),
         true,
     )

@@ -1,6 +1,8 @@
 //! `Producer::send_all` through the public API: against a plain model (what `send_async` of
 //! each record would do), with failures mixed in, and from several threads at once.
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -17,19 +19,7 @@ fn no_fsync() -> LogConfig {
 
 /// Every record of a partition, in offset order.
 fn read_all(broker: &Broker, topic: &str, partition: u32) -> Vec<OffsetRecord> {
-    let p = broker.partition(topic, partition).unwrap();
-    let log = p.log().unwrap();
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    while next < log.log_end_offset() {
-        for r in log.read_records(next, 1 << 20).unwrap() {
-            if r.offset >= next {
-                next = r.offset + 1;
-                out.push(r);
-            }
-        }
-    }
-    out
+    support::read_all(broker.partition(topic, partition).unwrap().log().unwrap())
 }
 
 /// A record to send, as the strategy draws it.

@@ -46,6 +46,21 @@ fn send_all_iterator_that_sends_to_the_same_partition_does_not_deadlock() {
     );
 }
 
+/// A thread that `send_all`s what arrives on the returned channel (its iterator blocks between
+/// records), then flushes and checks the outcomes.
+fn send_all_from_channel(
+    producer: &Producer,
+) -> (mpsc::Sender<ProducerRecord>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<ProducerRecord>();
+    let producer = producer.clone();
+    let sender = std::thread::spawn(move || {
+        let sent = producer.send_all(rx).unwrap();
+        producer.flush().unwrap();
+        sent.wait().unwrap();
+    });
+    (tx, sender)
+}
+
 /// An iterator that blocks (records arriving over a channel) holds the partition's lock for
 /// as long as it blocks: the producer's background thread, expiring that partition's lingering
 /// batch, blocks on the lock, and every other topic's lingering batch waits with it.
@@ -60,13 +75,7 @@ fn send_all_blocked_iterator_does_not_stall_other_topics() {
         ProducerConfig::default().linger(Duration::from_millis(5)),
     )
     .unwrap();
-    let (tx, rx) = mpsc::channel::<ProducerRecord>();
-    let p2 = producer.clone();
-    let sender = std::thread::spawn(move || {
-        let sent = p2.send_all(rx).unwrap();
-        p2.flush().unwrap();
-        sent.wait().unwrap();
-    });
+    let (tx, sender) = send_all_from_channel(&producer);
     tx.send(ProducerRecord::new("a", "first")).unwrap();
     std::thread::sleep(Duration::from_millis(200)); // send_all now waits in rx.recv()
     let started = Instant::now();
@@ -90,13 +99,7 @@ fn send_all_blocked_iterator_does_not_block_sends_to_its_partition() {
     let broker = Broker::open(dir.path()).unwrap();
     broker.create_topic_with("a", 1, no_fsync()).unwrap();
     let producer = broker.producer().unwrap();
-    let (tx, rx) = mpsc::channel::<ProducerRecord>();
-    let p2 = producer.clone();
-    let sender = std::thread::spawn(move || {
-        let sent = p2.send_all(rx).unwrap();
-        p2.flush().unwrap();
-        sent.wait().unwrap();
-    });
+    let (tx, sender) = send_all_from_channel(&producer);
     tx.send(ProducerRecord::new("a", "first")).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (done_tx, done_rx) = mpsc::channel();

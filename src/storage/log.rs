@@ -77,6 +77,8 @@ struct TailBatch {
 pub(crate) struct Writer {
     pub active: Arc<Segment>,
     pub state: ActiveState,
+    /// Whether `PartitionLog::tail` holds a copy (so clearing an empty one costs nothing).
+    pub tail_cached: bool,
 }
 
 /// One partition's log: an append-only sequence of records addressed by offset, stored as Kafka
@@ -187,7 +189,11 @@ impl PartitionLog {
             dir,
             _lock: lock,
             segments: ArcSwap::from_pointee(r.segments),
-            writer: Mutex::new(Writer { active, state }),
+            writer: Mutex::new(Writer {
+                active,
+                state,
+                tail_cached: false,
+            }),
             maintenance: Mutex::new(MaintenanceState {
                 cleaner_offset: r.cleaner_offset,
                 last_checkpoint: r.checkpoint,
@@ -398,20 +404,21 @@ impl PartitionLog {
             }
             self.maybe_roll(config, &mut w, bytes.len() as u64, &header)?;
             let was_empty = w.state.first_timestamp.is_none();
-            let Writer { active, state } = &mut *w;
+            let Writer { active, state, .. } = &mut *w;
             active.append(state, bytes, &header, config.index_interval_bytes)?;
             if was_empty {
                 // Roll by age is measured from when the segment got its first batch.
                 state.first_timestamp = Some(now_ms());
             }
             // Invariant 6: the copy is published before the end moves past it.
-            self.tail.store((bytes.len() <= TAIL_CACHE_BYTES).then(|| {
-                Arc::new(TailBatch {
+            self.set_tail(
+                &mut w,
+                (bytes.len() <= TAIL_CACHE_BYTES).then(|| TailBatch {
                     base_offset,
                     next_offset: header.last_offset() + 1,
                     bytes: Bytes::copy_from_slice(bytes),
-                })
-            }));
+                }),
+            );
             // SeqCst pairs with the SeqCst `waiters` handshake in `wait_for_offset`/`notify_waiters`.
             self.log_end
                 .store(header.last_offset() + 1, Ordering::SeqCst);
@@ -462,6 +469,14 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Replaces the tail copy (invariant 6); the writer lock is held.
+    fn set_tail(&self, w: &mut Writer, tail: Option<TailBatch>) {
+        if tail.is_some() || w.tail_cached {
+            w.tail_cached = tail.is_some();
+            self.tail.store(tail.map(Arc::new));
+        }
+    }
+
     /// Seals the active segment and starts a new one at the next offset.
     pub(crate) fn roll(&self, w: &mut Writer) -> Result<()> {
         let base = w.state.next_offset;
@@ -483,7 +498,7 @@ impl PartitionLog {
         w.state = ActiveState::new(base);
         // Invariant 6: the tail copy is of a batch of the active segment, the one part of the
         // log that compaction and retention never change.
-        self.tail.store(None);
+        self.set_tail(w, None);
         self.dir_dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -741,7 +756,7 @@ impl PartitionLog {
         // No fsync may run while offsets are taken back: it could count offsets appended after
         // the truncation as flushed when it only synced the bytes from before.
         let _no_flush = self.hold_flush();
-        self.tail.store(None);
+        self.set_tail(&mut w, None);
         let segments = self.segments.load_full();
         let entries = self.config.load().index_entries() as usize;
         // Later segments go first, so a crash part-way leaves a prefix of the log.
@@ -971,8 +986,10 @@ impl PartitionLog {
     pub fn delete_records(&self, offset: u64) -> Result<u64> {
         self.check_usable()?;
         let mut m = self.maintenance.lock();
-        let start = self.delete_records_before(offset)?;
+        let start = self.move_log_start(offset)?;
+        // Recorded before any file goes: a crash in between must not bring records back.
         self.write_checkpoint(&mut m, false)?;
+        self.delete_segments_below(start)?;
         Ok(start)
     }
 

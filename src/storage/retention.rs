@@ -60,13 +60,13 @@ impl PartitionLog {
         Ok(doomed)
     }
 
-    /// Kafka's `deleteRecords`: moves the log start offset up to `offset` (records below it are
-    /// not read any more, [`Error::OffsetOutOfRange`]) and deletes the sealed segments that hold
-    /// only such records. Returns the log start offset, which never moves back. The caller holds
-    /// the maintenance lock.
+    /// Kafka's `deleteRecords`, first step: moves the log start offset up to `offset` (records
+    /// below it are not read any more, [`Error::OffsetOutOfRange`]). Returns the log start
+    /// offset, which never moves back. The caller holds the maintenance lock, records the new
+    /// start in the checkpoint, then calls [`delete_segments_below`](Self::delete_segments_below).
     ///
     /// Errors: `offset` past the log end ([`Error::OffsetOutOfRange`]).
-    pub(crate) fn delete_records_before(&self, offset: u64) -> Result<u64> {
+    pub(crate) fn move_log_start(&self, offset: u64) -> Result<u64> {
         let end = self.log_end_offset();
         if offset > end {
             return Err(Error::OffsetOutOfRange {
@@ -75,20 +75,25 @@ impl PartitionLog {
                 log_end_offset: end,
             });
         }
-        let start = self
+        Ok(self
             .log_start
             .fetch_max(offset, Ordering::AcqRel)
-            .max(offset);
+            .max(offset))
+    }
+
+    /// Deletes the sealed segments that hold only records below `start`. The caller holds the
+    /// maintenance lock.
+    pub(crate) fn delete_segments_below(&self, start: u64) -> Result<()> {
         let segments = self.segments.load_full();
         // A sealed segment goes when the next one starts at or below the log start.
         let doomed = segments
             .windows(2)
             .take_while(|pair| pair[1].base_offset() <= start)
             .count();
-        if doomed > 0 {
-            self.delete_first_segments(&segments[..doomed])?;
+        if doomed == 0 {
+            return Ok(());
         }
-        Ok(start)
+        self.delete_first_segments(&segments[..doomed])
     }
 
     /// Removes `doomed`, the first segments of the list, after the log start moved past them.
