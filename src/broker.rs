@@ -499,6 +499,7 @@ impl Broker {
             log.set_config(config.clone())?;
         }
         topic.state.config.store(Arc::new(config));
+        topic.state.config_epoch.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -596,6 +597,7 @@ fn open_topic(dir: &Path, meta: &TopicMeta) -> Result<Arc<TopicState>> {
     Ok(Arc::new(TopicState {
         name: meta.name.clone(),
         config: ArcSwap::from_pointee(meta.config.clone()),
+        config_epoch: std::sync::atomic::AtomicU64::new(0),
         partitions: RwLock::new(logs),
         deleted: std::sync::atomic::AtomicBool::new(false),
     }))

@@ -11,7 +11,7 @@
 //! ```
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -109,6 +109,9 @@ pub(crate) fn write_metadata(path: &Path, topics: &[TopicMeta]) -> Result<()> {
 pub(crate) struct TopicState {
     pub name: String,
     pub config: ArcSwap<LogConfig>,
+    /// Moves (after `config` is replaced) on every config change, so that a producer can
+    /// keep what it read of the config and check it is current with one load.
+    pub config_epoch: AtomicU64,
     pub partitions: RwLock<Vec<Arc<PartitionLog>>>,
     pub deleted: AtomicBool,
 }

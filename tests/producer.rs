@@ -698,3 +698,89 @@ fn zero_linger_and_zero_batch_size() {
     }
     assert_eq!(batch_count(&broker, "t", 0), before + 10);
 }
+
+/// A producer keeps what it read of a topic, and must notice at the next send when the topic's
+/// config changes or it gets partitions, through `send` and `send_all` alike.
+#[test]
+fn producer_sees_config_changes_and_new_partitions_at_once() {
+    let (_dir, broker) = open();
+    broker.create_topic_with("t", 1, no_fsync()).unwrap();
+    let producer = broker.producer().unwrap();
+    let big = vec![7u8; 2000];
+    producer
+        .send(ProducerRecord::new("t", big.clone()).key("k"))
+        .unwrap();
+
+    broker
+        .set_topic_config("t", no_fsync().max_message_bytes(1000))
+        .unwrap();
+    let err = producer
+        .send(ProducerRecord::new("t", big.clone()).key("k"))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RecordTooLarge { max: 1000, .. }),
+        "{err}"
+    );
+    // Checked per record before batching: the record fails alone, not its whole batch (the
+    // log, which checks the batch, would refuse all three).
+    let sent = producer
+        .send_all([
+            ProducerRecord::new("t", "small").key("k"),
+            ProducerRecord::new("t", big.clone()).key("k"),
+            ProducerRecord::new("t", "small").key("k"),
+        ])
+        .unwrap();
+    producer.flush().unwrap();
+    let outcomes = sent.metadata();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(matches!(
+        outcomes[1],
+        Err(Error::RecordTooLarge { max: 1000, .. })
+    ));
+
+    broker
+        .set_topic_config("t", no_fsync().cleanup_policy(CleanupPolicy::Compact))
+        .unwrap();
+    let sent = producer
+        .send_all([
+            ProducerRecord::new("t", "a").key("k"),
+            ProducerRecord::new("t", "no key"),
+            ProducerRecord::new("t", "b").key("k"),
+        ])
+        .unwrap();
+    producer.flush().unwrap();
+    let outcomes = sent.metadata();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Err(Error::MissingKey)));
+    let err = producer.send(ProducerRecord::new("t", "v")).unwrap_err();
+    assert!(matches!(err, Error::MissingKey), "{err}");
+    producer
+        .send(ProducerRecord::new("t", big).key("k"))
+        .unwrap();
+
+    broker.add_partitions("t", 3).unwrap();
+    let meta = producer
+        .send(ProducerRecord::new("t", "v").key("k").partition(2))
+        .unwrap();
+    assert_eq!((meta.partition, meta.offset), (2, 0));
+    broker.add_partitions("t", 4).unwrap();
+    let sent = producer
+        .send_all([
+            ProducerRecord::new("t", "a").key("k").partition(0),
+            ProducerRecord::new("t", "b").key("k").partition(3),
+            ProducerRecord::new("t", "c").key("k").partition(4),
+        ])
+        .unwrap();
+    producer.flush().unwrap();
+    let outcomes = sent.metadata();
+    assert_eq!(outcomes[0].as_ref().unwrap().partition, 0);
+    assert_eq!(outcomes[1].as_ref().unwrap().partition, 3);
+    assert!(
+        matches!(
+            outcomes[2],
+            Err(Error::UnknownPartition { partition: 4, .. })
+        ),
+        "{:?}",
+        outcomes[2]
+    );
+}

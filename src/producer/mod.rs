@@ -30,7 +30,7 @@ pub use self::config::ProducerConfig;
 pub use self::partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 
 use self::accumulator::{
-    record_fixed_size, single_record_batch_size, BatchCompletion, Mode, PartitionQueue, Pending,
+    record_fixed_size, single_record_batch_size, BatchCompletion, Mode, Pending,
 };
 use self::sender::{Shared, TopicEntry};
 use crate::batch::HEADER_LEN;
@@ -572,9 +572,14 @@ impl Producer {
                     continue;
                 }
                 Next::Record(record) => {
+                    let fits = |e: &TopicEntry| {
+                        record
+                            .partition
+                            .is_none_or(|p| (p as usize) < e.queues.len())
+                    };
                     let current = match &entry {
-                        Some(e) if *e.topic.name == *record.topic && e.topic.is_live() => e,
-                        _ => match self.entry(&record.topic) {
+                        Some(e) if *e.topic.name == *record.topic && e.is_current() && fits(e) => e,
+                        _ => match self.entry(&record.topic, record.partition) {
                             Ok(found) => entry.insert(found),
                             Err(e) => {
                                 let topic = Arc::from(&*record.topic);
@@ -586,7 +591,7 @@ impl Producer {
                     };
                     let partition = record.partition.unwrap_or(0);
                     next = Some(
-                        match prepare(shared, &mut TopicView::new(shared, current), record) {
+                        match prepare(shared, &TopicView::new(shared, current), record) {
                             Ok(Ok(ready)) => Next::Prepared(ready),
                             Ok(Err(failed)) => Next::Failed(failed),
                             Err(e) => Next::Error(Arc::clone(&current.topic.name), partition, e),
@@ -601,8 +606,8 @@ impl Producer {
             // A run: this record and the following ones for the same partition, about one
             // batch of them, gathered first (the caller's iterator is user code: it never runs
             // under a partition's lock), then pushed under one lock.
-            let mut view = TopicView::new(shared, current);
-            let queue = Arc::clone(&view.queues[ready.partition as usize]);
+            let view = TopicView::new(shared, current);
+            let queue = Arc::clone(&current.queues[ready.partition as usize]);
             let (partition, cap) = (ready.partition, view.cap);
             // A custom partitioner is user code too: with one, every record is a run of its own.
             let custom_partitioner = shared.config.partitioner.is_some();
@@ -614,12 +619,17 @@ impl Producer {
                     exhausted = true;
                     break;
                 };
-                if *record.topic != *current.topic.name {
+                // Another topic, or a partition this entry has no queue for (the topic may
+                // have grown): the record starts a run of its own, after a lookup.
+                let beyond = record
+                    .partition
+                    .is_some_and(|p| p as usize >= current.queues.len());
+                if *record.topic != *current.topic.name || beyond {
                     next = Some(Next::Record(record));
                     break;
                 }
                 let asked = record.partition.unwrap_or(0);
-                match prepare(shared, &mut view, record) {
+                match prepare(shared, &view, record) {
                     Ok(Ok(ready)) if ready.partition == partition => {
                         bytes += ready.alone - HEADER_LEN;
                         run.push((ready.pending, ready.alone));
@@ -637,8 +647,12 @@ impl Producer {
             if next.is_none() && !exhausted {
                 next = records.next().map(Next::Record);
             }
-            if opened && current.grew() {
-                current.refresh();
+            if (opened && current.grew()) || !current.is_current() {
+                // Kafka's metadata refresh; if the topic is gone, the next record's lookup
+                // says so.
+                if let Ok(found) = self.entry(&current.topic.name, None) {
+                    entry = Some(found);
+                }
             }
         }
         Ok(out)
@@ -649,26 +663,36 @@ impl Producer {
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        {
-            let topics = shared.topics.load();
-            if let Some(entry) = topics.get(&*record.topic) {
-                if entry.topic.is_live() {
-                    return send_to(shared, entry, record, mode);
+        let mut resolved = false;
+        loop {
+            {
+                let topics = shared.topics.load();
+                if let Some(entry) = topics.get(&*record.topic) {
+                    // After a lookup, an entry is used as it is: a partition it does not have
+                    // is then unknown (prepare says so).
+                    let fits = record
+                        .partition
+                        .is_none_or(|p| (p as usize) < entry.queues.len());
+                    if resolved || (entry.is_current() && fits) {
+                        return send_to(shared, entry, record, mode);
+                    }
+                }
+                if resolved {
+                    return Err(Error::UnknownTopic(record.topic.to_string()));
                 }
             }
+            shared.resolve(&record.topic)?;
+            resolved = true;
         }
-        let entry = self.entry(&record.topic)?;
-        send_to(shared, &entry, record, mode)
     }
 
-    /// The producer's entry of topic `name`, looked up (and the topic resolved) if needed.
-    fn entry(&self, name: &str) -> Result<Arc<TopicEntry>> {
+    /// The producer's entry of topic `name`, looked up again (and the topic resolved) if it is
+    /// missing, not current, or has no queue for `partition`.
+    fn entry(&self, name: &str, partition: Option<u32>) -> Result<Arc<TopicEntry>> {
         let shared = &*self.handle.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
         if let Some(entry) = shared.topics.load().get(name) {
-            if entry.topic.is_live() {
+            let fits = partition.is_none_or(|p| (p as usize) < entry.queues.len());
+            if entry.is_current() && fits {
                 return Ok(Arc::clone(entry));
             }
         }
@@ -695,17 +719,19 @@ fn send_to(
     record: ProducerRecord,
     mode: Mode,
 ) -> Result<SendFuture> {
-    let mut view = TopicView::new(shared, entry);
-    let ready = match prepare(shared, &mut view, record)? {
+    let view = TopicView::new(shared, entry);
+    let ready = match prepare(shared, &view, record)? {
         Ok(ready) => ready,
         Err(failed) => return Ok(failed),
     };
-    let queue = &view.queues[ready.partition as usize];
+    let queue = &entry.queues[ready.partition as usize];
     let (batch, index, opened) = queue.push(shared, &ready.pending, ready.alone, view.cap, mode);
     let timestamp = ready.pending.timestamp;
     drop(ready);
     if opened && entry.grew() {
-        entry.refresh();
+        // Best effort: the next send uses the new entry; a failure (the topic was deleted
+        // meanwhile) is that send's to report.
+        let _ = shared.resolve(&entry.topic.name);
     }
     Ok(SendFuture {
         batch,
@@ -714,26 +740,18 @@ fn send_to(
     })
 }
 
-/// What a send needs to know of a topic, read once per call (once per run of records of the
-/// topic for [`Producer::send_all`]).
+/// What a send needs to know of a topic (all read from its immutable entry).
 struct TopicView<'a> {
     entry: &'a TopicEntry,
-    queues: arc_swap::Guard<Arc<Vec<Arc<PartitionQueue>>>>,
-    max_message_bytes: usize,
-    compacts: bool,
     /// The size at which a batch is closed.
     cap: usize,
 }
 
 impl<'a> TopicView<'a> {
     fn new(shared: &Shared, entry: &'a TopicEntry) -> TopicView<'a> {
-        let config = entry.topic.state.config.load();
         TopicView {
             entry,
-            queues: entry.queues.load(),
-            max_message_bytes: config.max_message_bytes,
-            compacts: config.cleanup_policy.compacts(),
-            cap: shared.config.batch_size.min(config.max_message_bytes),
+            cap: shared.config.batch_size.min(entry.max_message_bytes),
         }
     }
 }
@@ -751,7 +769,7 @@ struct Ready {
 /// failed future.
 fn prepare(
     shared: &Shared,
-    view: &mut TopicView<'_>,
+    view: &TopicView<'_>,
     record: ProducerRecord,
 ) -> Result<std::result::Result<Ready, SendFuture>> {
     let ProducerRecord {
@@ -763,22 +781,14 @@ fn prepare(
         headers,
     } = record;
     let entry = view.entry;
-    let count = view.queues.len() as u32;
+    let count = entry.queues.len() as u32;
     let unknown = |partition| Error::UnknownPartition {
         topic: entry.topic.name.to_string(),
         partition,
     };
     let partition = match partition {
         Some(p) if p < count => p,
-        Some(p) => {
-            // The topic may have grown since this producer looked.
-            entry.refresh();
-            view.queues = entry.queues.load();
-            if p as usize >= view.queues.len() {
-                return Err(unknown(p));
-            }
-            p
-        }
+        Some(p) => return Err(unknown(p)),
         None => match &shared.config.partitioner {
             Some(custom) => {
                 let p =
@@ -806,12 +816,12 @@ fn prepare(
             timestamp,
         }))
     };
-    if view.compacts && key.is_none() {
+    if entry.compacts && key.is_none() {
         return fail(Error::MissingKey);
     }
     let fixed = record_fixed_size(key.as_deref(), value.as_deref(), &headers);
     let alone = single_record_batch_size(fixed);
-    let max = view.max_message_bytes;
+    let max = entry.max_message_bytes;
     if alone > max {
         return fail(Error::RecordTooLarge { size: alone, max });
     }

@@ -24,6 +24,7 @@ use super::partitioner::Sticky;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::storage::PartitionLog;
+use crate::topic::TopicState;
 
 /// A batch appended to a topic whose durability is `Always`: it completes once the log is
 /// flushed up to `end`.
@@ -40,56 +41,62 @@ impl Durable {
     }
 }
 
-/// A topic as the producer sees it: its partition queues, grown when the topic grows.
+/// A topic as the producer sees it: its partition queues and what a send checks of its
+/// config. Never changed: when the topic grows or its config changes, the producer puts a new
+/// entry (sharing the queues) in its map ([`Shared::resolve`]), so a send reads all of it under
+/// the one guard of the map, with no other shared pointer to load.
 pub(crate) struct TopicEntry {
     pub topic: Arc<TopicShared>,
-    pub queues: ArcSwap<Vec<Arc<PartitionQueue>>>,
-    grow: Mutex<()>,
+    pub queues: Vec<Arc<PartitionQueue>>,
+    /// `TopicState::config_epoch` when the fields below were read.
+    config_epoch: u64,
+    pub max_message_bytes: usize,
+    pub compacts: bool,
 }
 
 impl TopicEntry {
-    fn new(topic: &crate::Topic) -> TopicEntry {
-        let state = Arc::clone(&topic.state);
+    /// An entry for `state`, keeping the queues of `previous` (an entry of the same topic).
+    fn new(state: &Arc<TopicState>, previous: Option<&TopicEntry>) -> TopicEntry {
+        // The epoch first: a config stored meanwhile makes the entry look stale, never current.
+        let config_epoch = state.config_epoch.load(Ordering::Acquire);
+        let config = state.config.load();
         let logs = state.partitions.read().clone();
-        let shared = Arc::new(TopicShared {
-            name: Arc::from(state.name.as_str()),
-            sticky: Sticky::new(logs.len() as u32),
-            state,
-        });
-        let queues = logs
-            .into_iter()
-            .enumerate()
-            .map(|(p, log)| Arc::new(PartitionQueue::new(Arc::clone(&shared), p as u32, log)))
-            .collect();
-        TopicEntry {
-            topic: shared,
-            queues: ArcSwap::from_pointee(queues),
-            grow: Mutex::new(()),
-        }
-    }
-
-    /// Adds queues for partitions added since (Kafka's metadata refresh).
-    pub(crate) fn refresh(&self) {
-        let _one_at_a_time = self.grow.lock();
-        let logs = self.topic.state.partitions.read().clone();
-        let current = self.queues.load_full();
-        if logs.len() <= current.len() {
-            return;
-        }
-        let mut queues = Vec::clone(&current);
-        for (p, log) in logs.into_iter().enumerate().skip(current.len()) {
+        let (topic, mut queues) = match previous {
+            Some(previous) => (Arc::clone(&previous.topic), previous.queues.clone()),
+            None => (
+                Arc::new(TopicShared {
+                    name: Arc::from(state.name.as_str()),
+                    sticky: Sticky::new(logs.len() as u32),
+                    state: Arc::clone(state),
+                }),
+                Vec::new(),
+            ),
+        };
+        for (p, log) in logs.into_iter().enumerate().skip(queues.len()) {
             queues.push(Arc::new(PartitionQueue::new(
-                Arc::clone(&self.topic),
+                Arc::clone(&topic),
                 p as u32,
                 log,
             )));
         }
-        self.queues.store(Arc::new(queues));
+        TopicEntry {
+            topic,
+            queues,
+            config_epoch,
+            max_message_bytes: config.max_message_bytes,
+            compacts: config.cleanup_policy.compacts(),
+        }
+    }
+
+    /// Whether the topic still exists and its config is the one this entry read.
+    pub(crate) fn is_current(&self) -> bool {
+        self.topic.is_live()
+            && self.topic.state.config_epoch.load(Ordering::Acquire) == self.config_epoch
     }
 
     /// Whether the topic has more partitions than this entry has queues.
     pub(crate) fn grew(&self) -> bool {
-        self.topic.partition_count() as usize > self.queues.load().len()
+        self.topic.partition_count() as usize > self.queues.len()
     }
 }
 
@@ -186,19 +193,23 @@ impl Shared {
         }
     }
 
-    /// Looks `name` up in the broker and (re)places its entry; errors if it does not exist.
+    /// Looks `name` up in the broker and (re)places its entry unless it is current and as
+    /// large as the topic: a new topic, a topic deleted and created again, a config change or
+    /// added partitions (Kafka's metadata refresh). Errors if the topic does not exist.
     pub(crate) fn resolve(&self, name: &str) -> Result<()> {
         let topic = self.broker.topic(name)?;
         topic.state.check_live()?;
         let _one_at_a_time = self.topics_lock.lock();
         let current = self.topics.load_full();
-        if let Some(entry) = current.get(name) {
-            if Arc::ptr_eq(&entry.topic.state, &topic.state) {
-                return Ok(());
-            }
+        let previous = current
+            .get(name)
+            .filter(|entry| Arc::ptr_eq(&entry.topic.state, &topic.state));
+        if previous.is_some_and(|entry| entry.is_current() && !entry.grew()) {
+            return Ok(());
         }
+        let entry = TopicEntry::new(&topic.state, previous.map(|entry| &**entry));
         let mut topics = TopicMap::clone(&current);
-        topics.insert(Arc::from(name), Arc::new(TopicEntry::new(&topic)));
+        topics.insert(Arc::from(name), Arc::new(entry));
         self.topics.store(Arc::new(topics));
         Ok(())
     }
@@ -318,7 +329,7 @@ impl Shared {
     pub(crate) fn flush(&self) {
         let entries: Vec<Arc<TopicEntry>> = self.topics.load().values().cloned().collect();
         for entry in entries {
-            for queue in entry.queues.load().iter() {
+            for queue in &entry.queues {
                 queue.flush(self);
             }
         }
