@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -165,6 +165,9 @@ pub(crate) struct BrokerInner {
     thread: Mutex<Option<JoinHandle<()>>>,
     maintenance_error: Arc<Mutex<Option<String>>>,
     pub(crate) groups: Arc<GroupCoordinator>,
+    /// Moves after every topic created or deleted and every partition added, so that a
+    /// subscribed consumer can tell with one load whether its topics may have changed.
+    metadata_epoch: AtomicU64,
 }
 
 pub(crate) type TopicMap = RwLock<BTreeMap<String, Arc<TopicState>>>;
@@ -222,6 +225,7 @@ impl Broker {
             thread: Mutex::new(None),
             maintenance_error: Arc::new(Mutex::new(None)),
             groups,
+            metadata_epoch: AtomicU64::new(0),
         });
         let handle = spawn_background(
             Arc::clone(&inner.topics),
@@ -296,6 +300,7 @@ impl Broker {
             .topics
             .write()
             .insert(name.to_string(), Arc::clone(&state));
+        self.inner.metadata_epoch.fetch_add(1, Ordering::Release);
         self.inner.groups.topics_changed();
         Ok(Topic { state })
     }
@@ -386,6 +391,7 @@ impl Broker {
             }
         }
         self.inner.topics.write().remove(name);
+        self.inner.metadata_epoch.fetch_add(1, Ordering::Release);
         write_metadata(&metadata_path(&self.inner.dir), &self.metadata())?;
         // Still under the admin lock, so that a topic created again under this name meanwhile
         // cannot have its first commits erased by these tombstones.
@@ -431,6 +437,7 @@ impl Broker {
             )?));
         }
         topic.state.partitions.write().extend(logs);
+        self.inner.metadata_epoch.fetch_add(1, Ordering::Release);
         drop(admin);
         self.inner.groups.topics_changed();
         Ok(())
@@ -501,6 +508,11 @@ impl Broker {
         topic.state.config.store(Arc::new(config));
         topic.state.config_epoch.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// A number that moves after every topic created or deleted and every partition added.
+    pub(crate) fn metadata_epoch(&self) -> u64 {
+        self.inner.metadata_epoch.load(Ordering::Acquire)
     }
 
     /// The last error the background maintenance met, if any (for example a failed fsync).

@@ -114,6 +114,9 @@ pub struct Consumer {
     woken: Arc<AtomicBool>,
     /// Subscribed topics or pattern; `None` when partitions are assigned by hand.
     subscription: Option<Subscription>,
+    /// The broker's metadata epoch when the subscription was last matched against the topics;
+    /// `None` when it must be matched again.
+    subscription_epoch: Option<u64>,
     /// Invariant 1: sorted by topic-partition.
     assigned: Vec<Assigned>,
     /// Where the next poll starts its round over `assigned` (fairness between partitions).
@@ -186,6 +189,7 @@ impl Consumer {
             signal: Arc::new(AppendSignal::default()),
             woken: Arc::new(AtomicBool::new(false)),
             subscription: None,
+            subscription_epoch: None,
             assigned: Vec::new(),
             next_start: 0,
             group: None,
@@ -329,6 +333,7 @@ impl Consumer {
             return self.group_subscribe(subscription);
         }
         self.subscription = Some(subscription);
+        self.subscription_epoch = None;
         self.refresh_subscription();
         Ok(())
     }
@@ -428,11 +433,19 @@ impl Consumer {
     }
 
     /// Brings the assignment of a subscription without a group in line with the subscribed
-    /// topics.
+    /// topics; a no-op (one atomic load) unless a topic was created or deleted or a partition
+    /// added since it last looked.
     fn refresh_subscription(&mut self) {
         if self.subscription.is_none() || self.config.group_id.is_some() {
             return;
         }
+        // Read first: a change while the topics are looked at moves it again, so the next
+        // poll looks again.
+        let epoch = self.broker.metadata_epoch();
+        if self.subscription_epoch == Some(epoch) {
+            return;
+        }
+        self.subscription_epoch = Some(epoch);
         let names = self.subscribed_names();
         if !self.subscription_changed(&names) {
             return;
