@@ -1203,7 +1203,12 @@ pub(crate) fn put_record(
 /// length needs another number of varint bytes, the body is moved. Writing into a slice rather
 /// than pushing to a `Vec` keeps the encoder to stores and predictable bounds checks
 /// (profiled: capacity checks and a `memmove` call per varint were most of its time).
-#[inline]
+///
+/// Always inlined: with two callers ([`put_record`] and [`write_batch_at`]) the compiler kept it
+/// a call, and in the batch loop that call cost 5% of `encode_scratch` (measured: ~1120 ->
+/// ~1055 ns for 100 x 100 B records).
+#[allow(clippy::inline_always)] // measured: plain #[inline] left it a call
+#[inline(always)]
 fn write_record(
     buf: &mut [u8],
     timestamp_delta: i64,
@@ -1269,10 +1274,21 @@ impl Cursor<'_> {
         }
     }
 
+    /// Copies `b`. Slices of 8 to 16 bytes (keys such as ids) are copied as two overlapping
+    /// 8-byte moves rather than by a call to `memcpy`: measured on 100 records with 8-byte keys,
+    /// 7% less time for `encode_scratch`, mostly registers no longer saved around the call.
+    /// (More size classes, e.g. 17-32 or 65-128 bytes, measured slower than this one.)
     #[inline]
     fn bytes(&mut self, b: &[u8]) {
-        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
-        self.at += b.len();
+        let n = b.len();
+        let dst = &mut self.buf[self.at..self.at + n];
+        if (8..=16).contains(&n) {
+            dst[..8].copy_from_slice(&b[..8]);
+            dst[n - 8..].copy_from_slice(&b[n - 8..]);
+        } else {
+            dst.copy_from_slice(b);
+        }
+        self.at += n;
     }
 
     #[inline]
@@ -1393,6 +1409,34 @@ mod tests {
             assert_eq!(&scratch[..len], &fresh[..], "{n} records");
         }
         assert!(encode_scratch(&mut scratch, &[]).is_err());
+    }
+
+    /// Keys, values and header values of every length around the inline copy of 8 to 16 bytes
+    /// (see `Cursor::bytes`) come back as written.
+    #[test]
+    fn short_fields_round_trip() {
+        let bytes = |n: usize, seed: u8| -> Bytes {
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let records: Vec<Record> = (0..=20)
+            .map(|n| Record {
+                key: Some(bytes(n, 1)),
+                value: Some(bytes(20 - n, 2)),
+                timestamp: 7,
+                headers: vec![Header {
+                    key: "h".repeat(n),
+                    value: Some(bytes(n, 3)),
+                }],
+            })
+            .collect();
+        let batch = RecordBatch::encode(0, &records).unwrap();
+        let decoded = decode_all(&batch).unwrap();
+        assert_eq!(decoded.len(), records.len());
+        for (d, r) in decoded.iter().zip(&records) {
+            assert_eq!(&d.record, r);
+        }
     }
 
     /// The accelerated CRC-32C against a bit-by-bit one, over lengths that reach each of its
