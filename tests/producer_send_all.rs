@@ -281,3 +281,55 @@ fn a_closed_producer_refuses_send_all() {
         .unwrap_err();
     assert!(matches!(err, Error::Closed), "{err}");
 }
+
+/// The caller's iterator runs between records: here it deletes the topic and creates it again
+/// with fewer partitions in the middle of a run. Records sent before that belong to the old topic
+/// and fail with it, at once (not after the linger time); the ones after go to the new one, or
+/// fail on a partition it does not have; nothing panics.
+#[test]
+fn a_topic_created_again_during_send_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).unwrap();
+    broker.create_topic_with("t", 3, no_fsync()).unwrap();
+    let producer = Producer::new(
+        &broker,
+        ProducerConfig::default().linger(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let admin = broker.clone();
+    let records = (0..8u32).map(move |i| {
+        if i == 5 {
+            admin.delete_topic("t").unwrap();
+            admin.create_topic_with("t", 1, no_fsync()).unwrap();
+        }
+        let partition = match i {
+            0..=4 => 2,
+            5 => 1,
+            _ => 0,
+        };
+        ProducerRecord::new("t", format!("v{i}")).partition(partition)
+    });
+    let sent = producer.send_all(records).unwrap();
+    producer.flush().unwrap();
+    let outcomes = sent.metadata();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i < 5 {
+            assert!(
+                matches!(outcome, Err(Error::UnknownTopic(_))),
+                "record {i}: {outcome:?}"
+            );
+        } else if i == 5 {
+            assert!(
+                matches!(outcome, Err(Error::UnknownPartition { partition: 1, .. })),
+                "record {i}: {outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome.as_ref().unwrap().partition, 0, "record {i}");
+        }
+    }
+    let stored: Vec<_> = read_all(&broker, "t", 0)
+        .into_iter()
+        .map(|r| r.record.value.unwrap())
+        .collect();
+    assert_eq!(stored, [Bytes::from("v6"), Bytes::from("v7")]);
+}

@@ -619,12 +619,13 @@ impl Producer {
                     exhausted = true;
                     break;
                 };
-                // Another topic, or a partition this entry has no queue for (the topic may
-                // have grown): the record starts a run of its own, after a lookup.
+                // Another topic, a partition this entry has no queue for (the topic may have
+                // grown), or a topic changed meanwhile (the iterator is the caller's code, and
+                // may even delete the topic): the record starts a run of its own, after a lookup.
                 let beyond = record
                     .partition
                     .is_some_and(|p| p as usize >= current.queues.len());
-                if *record.topic != *current.topic.name || beyond {
+                if *record.topic != *current.topic.name || beyond || !current.is_current() {
                     next = Some(Next::Record(record));
                     break;
                 }
@@ -648,10 +649,14 @@ impl Producer {
                 next = records.next().map(Next::Record);
             }
             if (opened && current.grew()) || !current.is_current() {
-                // Kafka's metadata refresh; if the topic is gone, the next record's lookup
-                // says so.
-                if let Ok(found) = self.entry(&current.topic.name, None) {
-                    entry = Some(found);
+                // Kafka's metadata refresh. Only to a newer entry of the same topic: `next` may
+                // be a record prepared for this one's partitions. If the topic is gone (or was
+                // created again), the next record's lookup says so.
+                match self.entry(&current.topic.name, None) {
+                    Ok(found) if Arc::ptr_eq(&found.topic.state, &current.topic.state) => {
+                        entry = Some(found);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -209,8 +209,17 @@ impl Shared {
         }
         let entry = TopicEntry::new(&topic.state, previous.map(|entry| &**entry));
         let mut topics = TopicMap::clone(&current);
-        topics.insert(Arc::from(name), Arc::new(entry));
+        let replaced = topics.insert(Arc::from(name), Arc::new(entry));
         self.topics.store(Arc::new(topics));
+        drop(_one_at_a_time);
+        // The entry of a topic deleted (and now created again) leaves the map, and `flush`
+        // would no longer see its queues: their batches fail now rather than after their
+        // linger time (appending to a deleted topic fails at once).
+        if let Some(old) = replaced.filter(|old| !Arc::ptr_eq(&old.topic.state, &topic.state)) {
+            for queue in &old.queues {
+                queue.flush(self);
+            }
+        }
         Ok(())
     }
 
