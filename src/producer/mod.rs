@@ -649,14 +649,8 @@ impl Producer {
                 next = records.next().map(Next::Record);
             }
             if (opened && current.grew()) || !current.is_current() {
-                // Kafka's metadata refresh. Only to a newer entry of the same topic: `next` may
-                // be a record prepared for this one's partitions. If the topic is gone (or was
-                // created again), the next record's lookup says so.
-                match self.entry(&current.topic.name, None) {
-                    Ok(found) if Arc::ptr_eq(&found.topic.state, &current.topic.state) => {
-                        entry = Some(found);
-                    }
-                    _ => {}
+                if let Some(newer) = self.newer_entry(current) {
+                    entry = Some(newer);
                 }
             }
         }
@@ -689,6 +683,15 @@ impl Producer {
             shared.resolve(&record.topic)?;
             resolved = true;
         }
+    }
+
+    /// A newer entry of `current`'s topic (Kafka's metadata refresh), but only of the same
+    /// topic: [`send_all`](Self::send_all) may hold a record prepared for `current`'s
+    /// partitions. If the topic is gone (or was created again), the next record's lookup says so.
+    fn newer_entry(&self, current: &TopicEntry) -> Option<Arc<TopicEntry>> {
+        self.entry(&current.topic.name, None)
+            .ok()
+            .filter(|found| Arc::ptr_eq(&found.topic.state, &current.topic.state))
     }
 
     /// The producer's entry of topic `name`, looked up again (and the topic resolved) if it is

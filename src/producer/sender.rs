@@ -199,7 +199,7 @@ impl Shared {
     pub(crate) fn resolve(&self, name: &str) -> Result<()> {
         let topic = self.broker.topic(name)?;
         topic.state.check_live()?;
-        let _one_at_a_time = self.topics_lock.lock();
+        let one_at_a_time = self.topics_lock.lock();
         let current = self.topics.load_full();
         let previous = current
             .get(name)
@@ -211,7 +211,7 @@ impl Shared {
         let mut topics = TopicMap::clone(&current);
         let replaced = topics.insert(Arc::from(name), Arc::new(entry));
         self.topics.store(Arc::new(topics));
-        drop(_one_at_a_time);
+        drop(one_at_a_time);
         // The entry of a topic deleted (and now created again) leaves the map, and `flush`
         // would no longer see its queues: their batches fail now rather than after their
         // linger time (appending to a deleted topic fails at once).
