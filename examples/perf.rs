@@ -733,6 +733,17 @@ fn report_progress(opts: &Opts, progress: &Progress, start: Instant, threads: us
     }
 }
 
+/// A value of `filler.len()` bytes whose first 8 hold `stamp`, cut from `chunk` (a new chunk
+/// is taken when it runs out: one allocation per chunk, not per record).
+fn stamped_value(chunk: &mut BytesMut, stamp: u64, filler: &[u8]) -> bytes::Bytes {
+    if chunk.capacity() < filler.len() {
+        *chunk = BytesMut::with_capacity(VALUE_CHUNK.max(filler.len()));
+    }
+    chunk.extend_from_slice(&stamp.to_le_bytes());
+    chunk.extend_from_slice(&filler[8..]);
+    chunk.split().freeze()
+}
+
 /// One producer thread: sends `share` records with `send_async`, keeping up to `in_flight`
 /// unacknowledged; returns when the last is acknowledged.
 #[allow(clippy::too_many_arguments)]
@@ -761,15 +772,10 @@ fn produce(
         if let Some(rate) = rate {
             spin_until(due(start, i, rate));
         }
-        if chunk.capacity() < size {
-            chunk = BytesMut::with_capacity(VALUE_CHUNK.max(size));
-        }
         if i.is_multiple_of(stamp_every) {
             stamp = nanos_since(epoch);
         }
-        chunk.extend_from_slice(&stamp.to_le_bytes());
-        chunk.extend_from_slice(&filler[8..]);
-        let value = chunk.split().freeze();
+        let value = stamped_value(&mut chunk, stamp, &filler);
         pending.push_back(producer.send_async(ProducerRecord::new(TOPIC, value))?);
         // Count what is acknowledged; wait only when too many are in flight.
         while let Some(front) = pending.front() {
@@ -827,15 +833,9 @@ fn produce_all(
     while sent < share {
         let n = (per_call as u64).min(share - sent);
         // One stamp per call: latencies can only be overstated, by the time of the call.
-        let stamp = nanos_since(epoch).to_le_bytes();
-        let records = (0..n).map(|_| {
-            if chunk.capacity() < size {
-                chunk = BytesMut::with_capacity(VALUE_CHUNK.max(size));
-            }
-            chunk.extend_from_slice(&stamp);
-            chunk.extend_from_slice(&filler[8..]);
-            ProducerRecord::new(TOPIC, chunk.split().freeze())
-        });
+        let stamp = nanos_since(epoch);
+        let records =
+            (0..n).map(|_| ProducerRecord::new(TOPIC, stamped_value(&mut chunk, stamp, &filler)));
         pending.push_back(producer.send_all(records)?);
         sent += n;
         while let Some(front) = pending.front() {

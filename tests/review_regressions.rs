@@ -5,9 +5,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tidelog::{
-    Broker, ConsumerConfig, Durability, LogConfig, OffsetReset, PartitionLog, Producer,
+    Broker, Consumer, ConsumerConfig, Durability, LogConfig, OffsetReset, PartitionLog, Producer,
     ProducerConfig, ProducerRecord, Record, TopicPartition,
 };
+
+/// The offsets one poll returns.
+fn poll_offsets(c: &mut Consumer) -> Vec<u64> {
+    c.poll(Duration::from_millis(100))
+        .unwrap()
+        .iter()
+        .map(|r| r.offset)
+        .collect()
+}
 
 fn no_fsync() -> LogConfig {
     LogConfig::default().durability(Durability::None)
@@ -201,37 +210,17 @@ fn consumer_partial_batch_across_polls_and_seeks() {
     c.assign(std::slice::from_ref(&tp)).unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
-        seen.extend(
-            c.poll(Duration::from_millis(100))
-                .unwrap()
-                .iter()
-                .map(|r| r.offset),
-        );
+        seen.extend(poll_offsets(&mut c));
     }
     assert_eq!(seen, (0..9).collect::<Vec<_>>());
     c.seek(&tp, 4).unwrap();
-    let got: Vec<u64> = c
-        .poll(Duration::from_millis(100))
-        .unwrap()
-        .iter()
-        .map(|r| r.offset)
-        .collect();
+    let got = poll_offsets(&mut c);
     assert_eq!(got, [4, 5, 6]);
     p.delete_records(15).unwrap();
     c.seek(&tp, 12).unwrap();
-    let got: Vec<u64> = c
-        .poll(Duration::from_millis(100))
-        .unwrap()
-        .iter()
-        .map(|r| r.offset)
-        .collect();
+    let got = poll_offsets(&mut c);
     assert_eq!(got, [15, 16, 17]);
-    let got: Vec<u64> = c
-        .poll(Duration::from_millis(100))
-        .unwrap()
-        .iter()
-        .map(|r| r.offset)
-        .collect();
+    let got = poll_offsets(&mut c);
     assert_eq!(got, [18, 19]);
 }
 
