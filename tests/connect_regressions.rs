@@ -118,6 +118,17 @@ impl SourceTask for OneBadTask {
     }
 }
 
+/// A SQLite sink connector `name` upserting `topic`'s JSON values into `db`, keyed by the record
+/// key.
+fn sqlite_upsert_sink(name: &str, db: &Path, topic: &str) -> ConnectorConfig {
+    ConnectorConfig::new(name, "SqliteSink")
+        .set("connection.url", format!("jdbc:sqlite:{}", db.display()))
+        .set("topics", topic)
+        .set("value.converter", "json")
+        .set("insert.mode", "upsert")
+        .set("pk.mode", "record_key")
+}
+
 #[test]
 fn source_offset_of_a_record_that_failed_to_send_is_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,13 +292,8 @@ fn sqlite_sink_reports_integers_beyond_i64_as_errant() {
     let connect = runtime(&broker);
     connect
         .start_connector(
-            ConnectorConfig::new("big-db", "SqliteSink")
-                .set("connection.url", format!("jdbc:sqlite:{}", db.display()))
-                .set("topics", "big")
+            sqlite_upsert_sink("big-db", &db, "big")
                 .set("key.converter", "json")
-                .set("value.converter", "json")
-                .set("insert.mode", "upsert")
-                .set("pk.mode", "record_key")
                 .set("pk.fields", "id")
                 .set("errors.tolerance", "all")
                 .set("errors.deadletterqueue.topic.name", "big-dlq"),
@@ -698,13 +704,8 @@ fn sqlite_sink_tasks_sharing_a_database_do_not_lock_each_other_out() {
     .unwrap();
     connect
         .start_connector(
-            ConnectorConfig::new("shared-db", "SqliteSink")
-                .set("connection.url", format!("jdbc:sqlite:{}", db.display()))
-                .set("topics", "shared")
+            sqlite_upsert_sink("shared-db", &db, "shared")
                 .set("tasks.max", "2")
-                .set("value.converter", "json")
-                .set("insert.mode", "upsert")
-                .set("pk.mode", "record_key")
                 .set("pk.fields", "id"),
         )
         .unwrap();
@@ -774,15 +775,7 @@ fn sqlite_sink_upsert_statement_depends_on_the_key_columns() {
         .unwrap();
     let connect = runtime(&broker);
     connect
-        .start_connector(
-            ConnectorConfig::new("kc-db", "SqliteSink")
-                .set("connection.url", format!("jdbc:sqlite:{}", db.display()))
-                .set("topics", "kc")
-                .set("key.converter", "json")
-                .set("value.converter", "json")
-                .set("insert.mode", "upsert")
-                .set("pk.mode", "record_key"),
-        )
+        .start_connector(sqlite_upsert_sink("kc-db", &db, "kc").set("key.converter", "json"))
         .unwrap();
     let b = || -> Option<String> {
         rusqlite::Connection::open(&db)
