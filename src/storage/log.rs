@@ -31,7 +31,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -40,6 +40,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 use super::checkpoint::Checkpoint;
+use super::clock::coarse_now_ms;
 use super::config::{Durability, LogConfig};
 use super::fetch::FetchData;
 use super::segment::{ActiveState, Segment};
@@ -125,7 +126,7 @@ pub struct PartitionLog {
     /// How long the last group-commit fsync took, in microseconds.
     last_fsync_us: AtomicU64,
     dir_dirty: AtomicBool,
-    failed: Mutex<Option<String>>,
+    failed: OnceLock<String>,
     closed: AtomicBool,
     opened_at: Instant,
     last_flush_ms: AtomicU64,
@@ -188,7 +189,7 @@ impl PartitionLog {
         if state.first_timestamp.is_some() {
             // Roll by age counts from this open: records with old timestamps must not make every
             // restart roll a new segment.
-            state.first_timestamp = Some(now_ms());
+            state.first_timestamp = Some(coarse_now_ms());
         }
         let log = PartitionLog {
             dir,
@@ -213,7 +214,7 @@ impl PartitionLog {
             flush_waiters: AtomicUsize::new(0),
             last_fsync_us: AtomicU64::new(0),
             dir_dirty: AtomicBool::new(false),
-            failed: Mutex::new(None),
+            failed: OnceLock::new(),
             closed: AtomicBool::new(false),
             opened_at: Instant::now(),
             last_flush_ms: AtomicU64::new(0),
@@ -276,7 +277,7 @@ impl PartitionLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if let Some(why) = self.failed.lock().as_ref() {
+        if let Some(why) = self.failed.get() {
             return Err(Error::Failed(why.clone()));
         }
         Ok(())
@@ -413,7 +414,7 @@ impl PartitionLog {
             active.append(state, bytes, &header, config.index_interval_bytes)?;
             if was_empty {
                 // Roll by age is measured from when the segment got its first batch.
-                state.first_timestamp = Some(now_ms());
+                state.first_timestamp = Some(coarse_now_ms());
             }
             // Invariant 6: the copy is published before the end moves past it.
             self.set_tail(
@@ -465,7 +466,7 @@ impl PartitionLog {
         }
         let too_big = size + len > config.segment_bytes;
         let too_old = w.state.first_timestamp.is_some_and(|t| {
-            i128::from(now_ms().saturating_sub(t)) > config.segment_ms.as_millis() as i128
+            i128::from(coarse_now_ms().saturating_sub(t)) > config.segment_ms.as_millis() as i128
         });
         let offsets_overflow = header.last_offset() - w.active.base_offset() > u64::from(u32::MAX);
         if too_big || too_old || offsets_overflow || w.active.indexes_full() {
@@ -553,7 +554,8 @@ impl PartitionLog {
         if let Err(e) = result {
             // After a failed fsync the kernel may have dropped the dirty pages: refuse to go on
             // (appends would be acknowledged on top of a hole). Reopening rescans the log.
-            *self.failed.lock() = Some(e.to_string());
+            // The first failure is the one reported.
+            let _ = self.failed.set(e.to_string());
             return Err(e);
         }
         self.last_fsync_us.store(
@@ -830,7 +832,7 @@ impl PartitionLog {
                     return Ok(None);
                 }
                 if target != u64::MAX {
-                    if let Some(why) = self.failed.lock().as_ref() {
+                    if let Some(why) = self.failed.get() {
                         return Err(Error::Failed(why.clone()));
                     }
                 }
@@ -870,7 +872,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.notify_waiters();
-        if self.failed.lock().is_some() {
+        if self.failed.get().is_some() {
             return Ok(()); // leave the unclean mark: the next open must scan
         }
         let mut m = self.maintenance.lock();
@@ -1070,7 +1072,7 @@ impl Drop for FlushDone<'_> {
         let mut q = log.flush_q.lock();
         q.busy = false;
         let flushed = log.flushed.load(Ordering::Acquire);
-        let failed = log.failed.lock().is_some();
+        let failed = log.failed.get().is_some();
         let mut next_turn_woken = false;
         q.parked.retain(|(target, thread)| {
             let covered = failed || *target <= flushed;
