@@ -165,7 +165,24 @@ pub struct MaintenanceReport {
 pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 thread_local! {
+    /// Where an append encodes or copies its batch: kept between appends, so that appending
+    /// neither allocates nor zero-fills.
     static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's append buffer ([`ENCODE_BUF`]), then drops the buffer if it grew
+/// past 4 MiB (a thread that once appended a huge batch does not keep that memory).
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> Result<T>) -> Result<T> {
+    ENCODE_BUF.with(|buf| {
+        let mut buf = buf
+            .try_borrow_mut()
+            .map_err(|_| Error::Failed("re-entrant append".into()))?;
+        let out = f(&mut buf);
+        if buf.capacity() > 4 << 20 {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 impl PartitionLog {
@@ -310,15 +327,24 @@ impl PartitionLog {
                 header.record_count, header.last_offset_delta
             )));
         }
-        let mut bytes = batch.as_bytes().to_vec();
-        if self.config.load().cleanup_policy.compacts() {
+        let config = self.config.load();
+        if config.cleanup_policy.compacts() {
             for r in batch.records() {
                 if r?.record.key.is_none() {
                     return Err(Error::MissingKey);
                 }
             }
         }
-        self.append_encoded(&mut bytes, &header, true)
+        // Copied into the thread's scratch buffer, where the base offset is set.
+        with_scratch(|buf| {
+            let src = batch.as_bytes();
+            if buf.len() < src.len() {
+                buf.resize(src.len(), 0);
+            }
+            let bytes = &mut buf[..src.len()];
+            bytes.copy_from_slice(src);
+            self.append_encoded_with(&config, bytes, &header, true)
+        })
     }
 
     /// Appends like [`append`](Self::append) but never waits for an fsync, whatever the
@@ -338,18 +364,11 @@ impl PartitionLog {
         if config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
             return Err(Error::MissingKey);
         }
-        ENCODE_BUF.with(|buf| {
-            let mut buf = buf
-                .try_borrow_mut()
-                .map_err(|_| Error::Failed("re-entrant append".into()))?;
-            let len = batch::encode_scratch(&mut buf, records)?;
+        with_scratch(|buf| {
+            let len = batch::encode_scratch(buf, records)?;
             let bytes = &mut buf[..len];
             let header = BatchHeader::parse(bytes)?;
-            let info = self.append_encoded_with(&config, bytes, &header, wait);
-            if buf.capacity() > 4 << 20 {
-                *buf = Vec::new(); // do not keep a huge buffer per thread
-            }
-            info
+            self.append_encoded_with(&config, bytes, &header, wait)
         })
     }
 
@@ -369,16 +388,8 @@ impl PartitionLog {
         self.append_encoded_with(&config, bytes, &header, false)
     }
 
-    fn append_encoded(
-        &self,
-        bytes: &mut [u8],
-        header: &BatchHeader,
-        wait: bool,
-    ) -> Result<AppendInfo> {
-        self.append_encoded_with(&self.config.load(), bytes, header, wait)
-    }
-
-    /// [`append_encoded`](Self::append_encoded) with the config loaded once by the caller.
+    /// Appends the encoded batch `bytes` (with `header`, parsed from it): sets its base offset,
+    /// writes it and, with `wait`, waits for the durability policy's fsync.
     fn append_encoded_with(
         &self,
         config: &LogConfig,
