@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tidelog::{Durability, LogConfig, PartitionLog, Record, RecordBatch};
+use tidelog::{AppendInfo, Durability, LogConfig, PartitionLog, Record, RecordBatch};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 /// One goal's measurement.
@@ -156,29 +156,17 @@ fn goal1(opts: &Opts, root: &Path) -> AnyResult<Figure> {
             std::fs::remove_file(&path)?;
             Ok(n / secs)
         };
-        let log = || -> AnyResult<f64> {
-            let dir = root.join("append-log");
-            let log = PartitionLog::open(&dir, no_sync(1 << 30))?;
-            let t = Instant::now();
-            for _ in 0..batches {
-                log.append(&batch)?;
-            }
-            let secs = t.elapsed().as_secs_f64();
-            discard(log, &dir)?;
-            Ok(n / secs)
+        let log = || {
+            append_rate(&root.join("append-log"), batches, n, |log| {
+                log.append(&batch)
+            })
         };
         // The same batch already encoded (as a Kafka client sends it): no encoding.
-        let log_encoded = || -> AnyResult<f64> {
-            let dir = root.join("append-log-encoded");
-            let log = PartitionLog::open(&dir, no_sync(1 << 30))?;
-            let batch = RecordBatch::from_bytes(encoded.clone())?;
-            let t = Instant::now();
-            for _ in 0..batches {
-                log.append_batch(&batch)?;
-            }
-            let secs = t.elapsed().as_secs_f64();
-            discard(log, &dir)?;
-            Ok(n / secs)
+        let pre_encoded = RecordBatch::from_bytes(encoded.clone())?;
+        let log_encoded = || {
+            append_rate(&root.join("append-log-encoded"), batches, n, |log| {
+                log.append_batch(&pre_encoded)
+            })
         };
         // Alternate the order so that neither side always runs on a warmer machine.
         if round % 2 == 0 {
@@ -212,6 +200,24 @@ fn goal1(opts: &Opts, root: &Path) -> AnyResult<Figure> {
             encoded_rate / baseline
         ),
     })
+}
+
+/// Records/s of `batches` calls of `append` (each appending `n / batches` records) on a new log
+/// in `dir`, which is deleted afterwards.
+fn append_rate(
+    dir: &Path,
+    batches: usize,
+    n: f64,
+    append: impl Fn(&PartitionLog) -> tidelog::Result<AppendInfo>,
+) -> AnyResult<f64> {
+    let log = PartitionLog::open(dir, no_sync(1 << 30))?;
+    let t = Instant::now();
+    for _ in 0..batches {
+        append(&log)?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    discard(log, dir)?;
+    Ok(n / secs)
 }
 
 // ---------------------------------------------------------------------------------- goal 2
