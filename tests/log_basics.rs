@@ -546,3 +546,74 @@ fn truncation_while_durable_appenders_wait_for_fsync_neither_hangs_nor_loses_ack
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(read_all(&log, 0).len() as u64, end);
 }
+
+/// Truncating where compaction emptied the offsets below the cut must not give those offsets out
+/// again (found by review: the log end went back to the segment's base offset, 0).
+#[test]
+fn truncation_into_offsets_compaction_removed_never_reuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small().cleanup_policy(CleanupPolicy::Compact);
+    let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    // Offsets 0..45 all update key "a"; 45 and 46 are the newest of "a" and "b".
+    for i in 0..45 {
+        log.append(&[Record::new("a", format!("old-{i}")).with_timestamp(1_000)])
+            .unwrap();
+    }
+    log.append(&[Record::new("a", "newest").with_timestamp(1_000)])
+        .unwrap();
+    log.append(&[Record::new("b", "b").with_timestamp(1_000)])
+        .unwrap();
+    log.roll_now().unwrap();
+    log.append(&[Record::new("c", "c").with_timestamp(1_000)])
+        .unwrap(); // offset 47, active segment
+    log.compact_at(10_000).unwrap();
+    let kept: Vec<u64> = read_all(&log, 0).iter().map(|r| r.offset).collect();
+    assert_eq!(
+        kept,
+        vec![45, 46, 47],
+        "compaction kept the newest of each key"
+    );
+
+    assert_eq!(
+        log.truncate_to(3).unwrap(),
+        3,
+        "offsets 0..=44 were given out"
+    );
+    assert_eq!(log.log_end_offset(), 3);
+    assert!(read_all(&log, log.log_start_offset()).is_empty());
+    assert_eq!(log.append(&[rec(3)]).unwrap().base_offset, 3);
+    log.simulate_crash();
+    let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    let got = read_all(&log, log.log_start_offset());
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].offset, &got[0].record), (3, &rec(3)));
+
+    // With records kept below the cut: the end is the cut, not the last kept record + 1.
+    for i in 4..10 {
+        log.append(&[Record::new("d", format!("d-{i}")).with_timestamp(1_000)])
+            .unwrap();
+    }
+    log.append(&[Record::new("e", "e").with_timestamp(1_000)])
+        .unwrap(); // offset 10
+    log.roll_now().unwrap();
+    log.append(&[Record::new("f", "f").with_timestamp(1_000)])
+        .unwrap(); // offset 11
+    log.compact_at(10_000).unwrap();
+    let kept: Vec<u64> = read_all(&log, 3).iter().map(|r| r.offset).collect();
+    assert_eq!(kept, vec![3, 9, 10, 11]);
+    assert_eq!(log.truncate_to(6).unwrap(), 6);
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    // (`read_all` would stop at the hole 4..6, which holds no records.)
+    let kept: Vec<u64> = log
+        .read_records(3, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(kept, vec![3]);
+    assert!(log.read_records(4, 1 << 20).unwrap().is_empty());
+    assert_eq!(log.append(&[rec(6)]).unwrap().base_offset, 6);
+}

@@ -757,8 +757,10 @@ impl PartitionLog {
 
     /// Removes every batch from the one holding `offset` onwards (replication needs this to drop
     /// records a former leader never committed). Batches are never split, so the new log end
-    /// offset, which is returned, can be below `offset` if it fell inside a batch. Below the log
-    /// start offset the log is emptied and restarts at `offset`.
+    /// offset, which is returned, can be below `offset` if it fell inside a batch. It is never
+    /// below an offset that compaction emptied: there the log goes on at `offset` (or at the first
+    /// batch cut), so that no offset is given out twice. Below the log start offset the log is
+    /// emptied and restarts at `offset`.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
         if i64::try_from(offset).is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -789,18 +791,50 @@ impl PartitionLog {
             let i = segments
                 .partition_point(|s| s.base_offset() <= offset)
                 .saturating_sub(1);
+            let target = Arc::clone(&segments[i]);
+            // Batches are never split: offsets go from the base offset of the first batch cut,
+            // or of the next segment when the target keeps all its batches.
+            let removed_from = match target.locate(offset)? {
+                Some((_, header)) => header.base_offset,
+                None => segments.get(i + 1).map_or(offset, |s| s.base_offset()),
+            };
             for s in segments[i + 1..].iter().rev() {
                 s.retire();
                 s.delete_files()?;
             }
-            let target = Arc::clone(&segments[i]);
             let state =
                 target.truncate_from(offset, entries, self.config.load().index_interval_bytes)?;
-            (segments[..=i].to_vec(), target, state)
+            let end = offset.min(removed_from).max(state.next_offset);
+            if end == state.next_offset {
+                (segments[..=i].to_vec(), target, state)
+            } else {
+                // Compaction removed the records just below the cut, but their offsets were
+                // given out: the log goes on at `end`, in a new segment named by it, so that no
+                // offset is given twice, after a restart either.
+                let mut list = segments[..i].to_vec();
+                if target.size() == 0 {
+                    target.retire();
+                    target.delete_files()?;
+                } else {
+                    target.trim_log()?;
+                    // A failed seal only loses the index files' trim (rebuilt on use).
+                    let _ = target.seal(&state);
+                    list.push(target);
+                }
+                let fresh = Arc::new(Segment::create(&self.dir, end, entries)?);
+                list.push(Arc::clone(&fresh));
+                (list, fresh, ActiveState::new(end))
+            }
         };
+        // Below the log start the log restarts at `offset`; if the truncation left no segment
+        // below the new end, the log starts there.
+        let first_base = list.first().map_or(offset, |s| s.base_offset());
         self.segments.store(Arc::new(list));
-        if offset <= self.log_start_offset() {
+        let start = self.log_start_offset();
+        if offset <= start {
             self.log_start.store(offset, Ordering::Release);
+        } else if first_base > start {
+            self.log_start.store(first_base, Ordering::Release);
         }
         w.active = active;
         w.state = new_state;
