@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -41,6 +41,12 @@ use crate::topic::{
 
 /// The directory the examples use when given none.
 pub const DEFAULT_DIR: &str = "tidelog-data";
+
+/// Most partitions a topic can have. Each partition is a folder with an open `.log` file and two
+/// memory-mapped indexes, so the process's open-file limit is usually reached well before this;
+/// the cap turns a mistaken count (say `u32::MAX`) into an error instead of a long attempt to
+/// create billions of folders.
+pub const MAX_PARTITIONS: u32 = 10_000;
 
 /// The internal, compacted topic of connectors' source offsets (see `connect/offsets.rs`).
 pub(crate) const CONNECT_OFFSETS_TOPIC: &str = "__connect_offsets";
@@ -186,10 +192,10 @@ impl Broker {
     pub fn open_with(path: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker> {
         config.topic_defaults.validate()?;
         config.offsets_topic_config.validate()?;
-        if config.offsets_topic_partitions == 0 {
+        if !(1..=MAX_PARTITIONS).contains(&config.offsets_topic_partitions) {
             return Err(Error::InvalidConfig {
                 key: "offsets_topic_partitions",
-                reason: "must be at least 1".into(),
+                reason: format!("must be 1 to {MAX_PARTITIONS}"),
             });
         }
         if config.maintenance_interval.is_zero() {
@@ -256,7 +262,7 @@ impl Broker {
     /// Creates a topic with its own configuration.
     ///
     /// Errors: [`Error::InvalidTopicName`], [`Error::TopicExists`], [`Error::InvalidArgument`]
-    /// for zero partitions, [`Error::InvalidConfig`].
+    /// for zero partitions or more than [`MAX_PARTITIONS`], [`Error::InvalidConfig`].
     pub fn create_topic_with(
         &self,
         name: &str,
@@ -269,10 +275,10 @@ impl Broker {
 
     fn create_any_topic(&self, name: &str, partitions: u32, config: LogConfig) -> Result<Topic> {
         validate_topic_name(name)?;
-        if partitions == 0 {
-            return Err(Error::InvalidArgument(
-                "a topic needs at least one partition".into(),
-            ));
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::InvalidArgument(format!(
+                "a topic has 1 to {MAX_PARTITIONS} partitions, not {partitions}"
+            )));
         }
         config.validate()?;
         let _admin = self.inner.admin.lock();
@@ -410,6 +416,9 @@ impl Broker {
     /// and keys may map to other partitions afterwards).
     ///
     /// Consumer groups subscribed to the topic rebalance to take the new partitions in.
+    ///
+    /// Errors: [`Error::UnknownTopic`]; [`Error::InvalidArgument`] when `total` is not above the
+    /// current count or is above [`MAX_PARTITIONS`], or for an internal topic.
     pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
         refuse_internal(
             name,
@@ -421,6 +430,11 @@ impl Broker {
         if total <= current {
             return Err(Error::InvalidArgument(format!(
                 "topic `{name}` has {current} partitions; the count can only grow"
+            )));
+        }
+        if total > MAX_PARTITIONS {
+            return Err(Error::InvalidArgument(format!(
+                "a topic has at most {MAX_PARTITIONS} partitions, not {total}"
             )));
         }
         let config = topic.config();
@@ -558,7 +572,7 @@ fn spawn_background(
                 let (stopped, cond) = &*stop;
                 let mut stopped = stopped.lock();
                 if !*stopped {
-                    cond.wait_until(&mut stopped, Instant::now() + every);
+                    cond.wait_until(&mut stopped, crate::storage::deadline_after(every));
                 }
                 if *stopped {
                     return;
@@ -599,7 +613,9 @@ pub(crate) fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf 
 }
 
 fn open_topic(dir: &Path, meta: &TopicMeta) -> Result<Arc<TopicState>> {
-    let mut logs = Vec::with_capacity(meta.partitions as usize);
+    // Not `with_capacity(meta.partitions)`: the count comes from a file, and a damaged one can
+    // ask for 2^32 partitions (a 32 GiB vector) where opening fails after a few thousand.
+    let mut logs = Vec::new();
     for p in 0..meta.partitions {
         logs.push(Arc::new(PartitionLog::open(
             partition_dir(dir, &meta.name, p),

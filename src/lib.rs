@@ -53,7 +53,7 @@ mod streams;
 mod topic;
 
 pub use crate::batch::{BatchHeader, Compression, RecordBatch, Records, TimestampType};
-pub use crate::broker::{Broker, BrokerConfig, DEFAULT_DIR};
+pub use crate::broker::{Broker, BrokerConfig, DEFAULT_DIR, MAX_PARTITIONS};
 #[cfg(feature = "json")]
 pub use crate::codec::JsonCodec;
 pub use crate::codec::{

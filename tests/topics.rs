@@ -292,3 +292,31 @@ fn handles_of_a_deleted_topic_never_touch_its_successor() {
     let records = p.log().unwrap().read_records(0, 1 << 20).unwrap();
     assert_eq!(records[0].record.value.as_deref(), Some(&b"fresh"[..]));
 }
+
+#[test]
+fn partition_counts_above_the_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).unwrap();
+    for count in [tidelog::MAX_PARTITIONS + 1, u32::MAX] {
+        assert!(matches!(
+            broker.create_topic("t", count),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(broker.topics().is_empty(), "nothing was created");
+    broker.create_topic("t", 1).unwrap();
+    assert!(matches!(
+        broker.add_partitions("t", u32::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(broker.topic("t").unwrap().partition_count(), 1);
+    let config = BrokerConfig::default().offsets_topic_partitions(u32::MAX);
+    drop(broker);
+    assert!(matches!(
+        Broker::open_with(dir.path(), config),
+        Err(Error::InvalidConfig {
+            key: "offsets_topic_partitions",
+            ..
+        })
+    ));
+}

@@ -9,7 +9,7 @@
 //!    poll of a sink's consumer), so pause and stop take effect within one poll of the task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -87,7 +87,7 @@ impl TaskControl {
 
     /// Waits up to `timeout` while the target is `Run`; returns the target then.
     pub fn wait_while_running(&self, timeout: Duration) -> Target {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::storage::deadline_after(timeout);
         let mut target = self.target.lock();
         while *target == Target::Run {
             if self.cond.wait_until(&mut target, deadline).timed_out() {
@@ -99,7 +99,7 @@ impl TaskControl {
 
     /// Waits up to `timeout` while the target is `Pause`; returns the target then.
     pub fn wait_while_paused(&self, timeout: Duration) -> Target {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::storage::deadline_after(timeout);
         let mut target = self.target.lock();
         while *target == Target::Pause {
             if self.cond.wait_until(&mut target, deadline).timed_out() {

@@ -464,7 +464,7 @@ impl Consumer {
         if now < self.next_auto_commit {
             return;
         }
-        self.next_auto_commit = now + self.config.auto_commit_interval;
+        self.next_auto_commit = crate::storage::deadline_after(self.config.auto_commit_interval);
         let offsets = self.positions_of(&[]);
         // A failure (a removed member) shows at the poll's sync with the group.
         let _ = self.commit_offsets(&offsets, false);

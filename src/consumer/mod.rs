@@ -182,7 +182,7 @@ impl Consumer {
     /// Errors: [`Error::InvalidConfig`] when a setting is out of range.
     pub fn new(broker: &Broker, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let next_auto_commit = Instant::now() + config.auto_commit_interval;
+        let next_auto_commit = crate::storage::deadline_after(config.auto_commit_interval);
         Ok(Consumer {
             broker: broker.clone(),
             config,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -368,7 +368,7 @@ impl Streams {
 
     /// Waits until the state is `state` (or terminal); returns whether it is `state`.
     pub fn wait_for_state(&self, state: StreamsState, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::storage::deadline_after(timeout);
         let mut current = self.shared.state.lock();
         while *current != state
             && !matches!(*current, StreamsState::Error | StreamsState::NotRunning)
