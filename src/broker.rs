@@ -16,7 +16,9 @@
 //! 3. One background thread per opened directory runs each log's maintenance (interval flush,
 //!    retention, compaction, checkpoints). It shares only the topic map, never the broker itself,
 //!    so dropping the last `Broker` handle stops and joins it, releases `LOCK`, and the logs
-//!    close cleanly as their last handles go.
+//!    close cleanly as their last handles go (those only the broker held, on several threads).
+//! 4. Partition logs are opened (at `open`, `create_topic`, `add_partitions`) and closed (when the
+//!    broker goes) on up to [`PARALLEL_IO`] threads: each open or clean close waits on fsyncs.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -164,7 +166,8 @@ impl std::fmt::Debug for Broker {
 pub(crate) struct BrokerInner {
     dir: PathBuf,
     config: BrokerConfig,
-    _lock: File,
+    /// The directory's `LOCK` (held while this is `Some`).
+    lock: Mutex<Option<File>>,
     topics: Arc<TopicMap>,
     admin: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -208,11 +211,11 @@ impl Broker {
         std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
         let lock = crate::storage::fsutil::lock_dir(&dir, "LOCK")?;
         remove_deleted_folders(&dir)?;
-        let mut topics = BTreeMap::new();
-        for meta in read_metadata(&metadata_path(&dir))? {
-            let state = open_topic(&dir, &meta)?;
-            topics.insert(meta.name.clone(), state);
-        }
+        let topics: BTreeMap<String, Arc<TopicState>> =
+            open_topics(&dir, &read_metadata(&metadata_path(&dir))?)?
+                .into_iter()
+                .map(|state| (state.name.clone(), state))
+                .collect();
         let offsets_logs = topics
             .get(OFFSETS_TOPIC)
             .map(|t: &Arc<TopicState>| t.partitions.read().clone());
@@ -224,7 +227,7 @@ impl Broker {
         let inner = Arc::new(BrokerInner {
             dir,
             config,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             topics,
             admin: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
@@ -293,8 +296,8 @@ impl Broker {
         let mut all = self.metadata();
         all.push(meta.clone());
         write_metadata(&metadata_path(&self.inner.dir), &all)?;
-        let state = match open_topic(&self.inner.dir, &meta) {
-            Ok(state) => state,
+        let state = match open_topics(&self.inner.dir, std::slice::from_ref(&meta)) {
+            Ok(mut states) => states.remove(0),
             Err(e) => {
                 // Undo the listing; the folders opened so far are empty and harmless.
                 all.pop();
@@ -443,13 +446,11 @@ impl Broker {
             m.partitions = total;
         }
         write_metadata(&metadata_path(&self.inner.dir), &all)?;
-        let mut logs = Vec::new();
-        for p in current..total {
-            logs.push(Arc::new(PartitionLog::open(
-                partition_dir(&self.inner.dir, name, p),
-                config.clone(),
-            )?));
-        }
+        let logs = open_logs(
+            (current..total)
+                .map(|p| (partition_dir(&self.inner.dir, name, p), config.clone()))
+                .collect(),
+        )?;
         topic.state.partitions.write().extend(logs);
         self.inner.metadata_epoch.fetch_add(1, Ordering::Release);
         drop(admin);
@@ -555,6 +556,23 @@ impl Drop for BrokerInner {
         if let Some(handle) = self.thread.lock().take() {
             let _ = handle.join();
         }
+        // `LOCK` goes first, as it did when the logs closed one by one after it. Held through the
+        // closes, it made the group kill test's next child find it taken now and then: the holder
+        // was a copy of the test process forked (by another test's spawn, before its exec) while
+        // the lock was open, and the closes no longer left that copy time to exec.
+        drop(self.lock.lock().take());
+        // Close the logs nobody else holds (a `Topic`, `Partition` or the group coordinator may)
+        // on several threads: each clean close fsyncs.
+        let logs: Vec<Arc<PartitionLog>> = {
+            let mut topics = self.topics.write();
+            let logs = topics
+                .values()
+                .flat_map(|t| t.partitions.read().clone())
+                .collect();
+            topics.clear();
+            logs
+        };
+        parallel_map(logs, drop);
     }
 }
 
@@ -612,23 +630,70 @@ pub(crate) fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf 
     dir.join(format!("{topic}-{partition}"))
 }
 
-fn open_topic(dir: &Path, meta: &TopicMeta) -> Result<Arc<TopicState>> {
-    // Not `with_capacity(meta.partitions)`: the count comes from a file, and a damaged one can
-    // ask for 2^32 partitions (a 32 GiB vector) where opening fails after a few thousand.
-    let mut logs = Vec::new();
-    for p in 0..meta.partitions {
-        logs.push(Arc::new(PartitionLog::open(
-            partition_dir(dir, &meta.name, p),
-            meta.config.clone(),
-        )?));
-    }
-    Ok(Arc::new(TopicState {
-        name: meta.name.clone(),
-        config: ArcSwap::from_pointee(meta.config.clone()),
-        config_epoch: std::sync::atomic::AtomicU64::new(0),
-        partitions: RwLock::new(logs),
-        deleted: std::sync::atomic::AtomicBool::new(false),
-    }))
+/// Opens the partition logs of the topics `metas` (all at once, see [`open_logs`]).
+fn open_topics(dir: &Path, metas: &[TopicMeta]) -> Result<Vec<Arc<TopicState>>> {
+    let jobs = metas
+        .iter()
+        .flat_map(|m| (0..m.partitions).map(|p| (partition_dir(dir, &m.name, p), m.config.clone())))
+        .collect();
+    let mut logs = open_logs(jobs)?.into_iter();
+    Ok(metas
+        .iter()
+        .map(|meta| {
+            Arc::new(TopicState {
+                name: meta.name.clone(),
+                config: ArcSwap::from_pointee(meta.config.clone()),
+                config_epoch: std::sync::atomic::AtomicU64::new(0),
+                partitions: RwLock::new(logs.by_ref().take(meta.partitions as usize).collect()),
+                deleted: std::sync::atomic::AtomicBool::new(false),
+            })
+        })
+        .collect())
+}
+
+/// Opens one partition log per `(folder, config)`, in order, on up to [`PARALLEL_IO`] threads.
+fn open_logs(jobs: Vec<(PathBuf, LogConfig)>) -> Result<Vec<Arc<PartitionLog>>> {
+    parallel_map(jobs, |(dir, config)| {
+        PartitionLog::open(dir, config).map(Arc::new)
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Most threads that open or close partition logs at once. Opening a log rewrites and fsyncs its
+/// checkpoint and closing one fsyncs its files: the time goes to waiting on the disk, not the CPU,
+/// so overlapping it pays beyond the core count. Measured on a 2-core VM with 1,000 partitions:
+/// opening them took 0.8-1.1 s one by one and about 0.2 s on 16 threads, closing them 2.0 s and
+/// 0.37 s.
+const PARALLEL_IO: usize = 16;
+
+/// `items.map(f)`, in order, computed on the calling thread and up to [`PARALLEL_IO`] - 1 others
+/// (fewer if the system refuses to start more: the calling thread then does their share).
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let n = items.len();
+    let jobs = Mutex::new(items.into_iter().enumerate().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::with_capacity(n));
+    let work = || loop {
+        let Some((i, item)) = jobs.lock().pop() else {
+            break;
+        };
+        let result = f(item);
+        results.lock().push((i, result));
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..n.min(PARALLEL_IO) {
+            let spawned = std::thread::Builder::new()
+                .name("tidelog-io".into())
+                .spawn_scoped(scope, work);
+            if spawned.is_err() {
+                break;
+            }
+        }
+        work();
+    });
+    let mut results = results.into_inner();
+    results.sort_unstable_by_key(|&(i, _)| i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 fn remove_deleted_folders(dir: &Path) -> Result<()> {

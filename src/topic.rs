@@ -62,6 +62,10 @@ pub(crate) struct TopicMeta {
 
 const MAGIC: &[u8; 4] = b"TLMT";
 const VERSION: u8 = 1;
+/// Most bytes decoding `meta/topics` may claim (bincode counts the in-memory size of what it
+/// decodes: about 150 bytes per topic, plus its name). Without a limit, a damaged length prefix
+/// makes bincode allocate up to 2^64 bytes for one string before it finds the payload too short.
+const DECODE_LIMIT: usize = 64 << 20;
 
 pub(crate) fn read_metadata(path: &Path) -> Result<Vec<TopicMeta>> {
     let bytes = match std::fs::read(path) {
@@ -85,8 +89,22 @@ pub(crate) fn read_metadata(path: &Path) -> Result<Vec<TopicMeta>> {
     if payload.len() != len || crc32fast::hash(payload) != crc {
         return Err(corrupt("topic metadata fails its length or checksum"));
     }
-    let (topics, _) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| corrupt(&format!("topic metadata does not decode: {e}")))?;
+    let (topics, _): (Vec<TopicMeta>, _) = bincode::serde::decode_from_slice(
+        payload,
+        bincode::config::standard().with_limit::<DECODE_LIMIT>(),
+    )
+    .map_err(|e| corrupt(&format!("topic metadata does not decode: {e}")))?;
+    // What `create_topic` refuses was not written by tidelog (a hand edit): a name that is not
+    // a topic name would put the partition folders elsewhere, zero partitions break sends, and
+    // billions of them would be a long attempt to create as many folders.
+    for meta in &topics {
+        let listed = |what: &str| corrupt(&format!("topic `{}` is listed with {what}", meta.name));
+        validate_topic_name(&meta.name).map_err(|e| listed(&e.to_string()))?;
+        if !(1..=crate::broker::MAX_PARTITIONS).contains(&meta.partitions) {
+            return Err(listed(&format!("{} partitions", meta.partitions)));
+        }
+        meta.config.validate().map_err(|e| listed(&e.to_string()))?;
+    }
     Ok(topics)
 }
 
