@@ -652,12 +652,26 @@ fn open_topics(dir: &Path, metas: &[TopicMeta]) -> Result<Vec<Arc<TopicState>>> 
 }
 
 /// Opens one partition log per `(folder, config)`, in order, on up to [`PARALLEL_IO`] threads.
+/// After the first failure no other log is opened (a damaged listing must not go on creating
+/// folders); that failure is returned.
 fn open_logs(jobs: Vec<(PathBuf, LogConfig)>) -> Result<Vec<Arc<PartitionLog>>> {
-    parallel_map(jobs, |(dir, config)| {
-        PartitionLog::open(dir, config).map(Arc::new)
-    })
-    .into_iter()
-    .collect()
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let opened = parallel_map(jobs, |(dir, config)| {
+        if failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let log = PartitionLog::open(dir, config).map(Arc::new);
+        if log.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        Some(log)
+    });
+    if failed.into_inner() {
+        let first_error = opened.into_iter().flatten().find_map(Result::err);
+        return Err(first_error.unwrap_or_else(|| Error::Failed("opening partitions".into())));
+    }
+    // Nothing failed, so nothing was skipped.
+    opened.into_iter().flatten().collect()
 }
 
 /// Most threads that open or close partition logs at once. Opening a log rewrites and fsyncs its

@@ -66,6 +66,10 @@ const VERSION: u8 = 1;
 /// decodes: about 150 bytes per topic, plus its name). Without a limit, a damaged length prefix
 /// makes bincode allocate up to 2^64 bytes for one string before it finds the payload too short.
 const DECODE_LIMIT: usize = 64 << 20;
+/// Most partitions, over all topics, a `meta/topics` may list: each is a folder with open files,
+/// so the process's open-file limit stops a broker long before. A damaged listing of more is
+/// refused before anything is allocated or created for it.
+const MAX_TOTAL_PARTITIONS: u64 = 1_000_000;
 
 pub(crate) fn read_metadata(path: &Path) -> Result<Vec<TopicMeta>> {
     let bytes = match std::fs::read(path) {
@@ -97,6 +101,13 @@ pub(crate) fn read_metadata(path: &Path) -> Result<Vec<TopicMeta>> {
     // What `create_topic` refuses was not written by tidelog (a hand edit): a name that is not
     // a topic name would put the partition folders elsewhere, zero partitions break sends, and
     // billions of them would be a long attempt to create as many folders.
+    let total: u64 = topics.iter().map(|m| u64::from(m.partitions)).sum();
+    if total > MAX_TOTAL_PARTITIONS {
+        return Err(corrupt(&format!(
+            "topic metadata lists {total} partitions, more than the {MAX_TOTAL_PARTITIONS} a \
+             broker opens"
+        )));
+    }
     for meta in &topics {
         let listed = |what: &str| corrupt(&format!("topic `{}` is listed with {what}", meta.name));
         validate_topic_name(&meta.name).map_err(|e| listed(&e.to_string()))?;
