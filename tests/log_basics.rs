@@ -617,3 +617,17 @@ fn truncation_into_offsets_compaction_removed_never_reuses_them() {
     assert!(log.read_records(4, 1 << 20).unwrap().is_empty());
     assert_eq!(log.append(&[rec(6)]).unwrap().base_offset, 6);
 }
+
+/// Roll by age counts from the wall clock after a truncation, as after an open: records stamped
+/// long ago must not make the next append roll a new segment.
+#[test]
+fn truncation_does_not_make_old_timestamps_roll_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), small().segment_bytes(1 << 20)).unwrap();
+    for i in 0..10 {
+        log.append(&[rec(i)]).unwrap(); // timestamps around 1970
+    }
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    log.append(&[rec(5)]).unwrap();
+    assert_eq!(log.segment_count(), 1);
+}

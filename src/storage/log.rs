@@ -4,7 +4,9 @@
 //! 1. One writer at a time (`writer` mutex); readers take no lock the writer holds. They load the
 //!    published `log_end` (`Acquire`) and the segment list (`ArcSwap`), and read files by position.
 //! 2. `log_start <= flushed <= log_end` is not guaranteed for `flushed` after a truncation below
-//!    it, where `flushed` is lowered with the end; `log_start <= log_end` always holds.
+//!    it, where `flushed` is lowered with the end; `log_start <= log_end` always holds (a
+//!    truncation whose first batch cut begins below the log start empties the log and restarts
+//!    it at the log start).
 //! 3. Every offset below `flushed` has been fsynced: its segment's `.log` (with `fdatasync`) and
 //!    the directory entry of every segment file created before it.
 //! 4. The segment list is sorted by base offset, has at least one segment, and its last segment is
@@ -759,8 +761,9 @@ impl PartitionLog {
     /// records a former leader never committed). Batches are never split, so the new log end
     /// offset, which is returned, can be below `offset` if it fell inside a batch. It is never
     /// below an offset that compaction emptied: there the log goes on at `offset` (or at the first
-    /// batch cut), so that no offset is given out twice. Below the log start offset the log is
-    /// emptied and restarts at `offset`.
+    /// batch cut), so that no offset is given out twice; nor below the log start offset (where
+    /// that lies inside the batch cut, the log goes on, empty, at the log start). At or below the
+    /// log start offset the log is emptied and restarts at `offset`.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
         if i64::try_from(offset).is_err() {
             return Err(Error::InvalidArgument(format!(
@@ -779,31 +782,49 @@ impl PartitionLog {
         self.set_tail(&mut w, None);
         let segments = self.segments.load_full();
         let entries = self.config.load().index_entries() as usize;
+        let start = self.log_start_offset();
+        let i = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        let target = Arc::clone(&segments[i]);
+        // Batches are never split: offsets go from the base offset of the first batch cut,
+        // or of the next segment when the target keeps all its batches.
+        let removed_from = if offset <= start {
+            offset
+        } else {
+            match target.locate(offset)? {
+                Some((_, header)) => header.base_offset,
+                None => segments.get(i + 1).map_or(offset, |s| s.base_offset()),
+            }
+        };
         // Later segments go first, so a crash part-way leaves a prefix of the log.
-        let (list, active, new_state) = if offset <= self.log_start_offset() {
+        let (list, active, new_state) = if removed_from < start || offset <= start {
+            // Nothing at or past the log start is kept: the log is emptied and restarts at
+            // `offset`, or at the log start when `offset` is past it but the first batch cut
+            // begins below it (`delete_records` moved the start inside that batch): never below
+            // the start (invariant 2; an end below it also made the next open lower the start
+            // and give offsets below it out again), and without a gap between the batches kept
+            // below the start and a segment at the start, which recovery would take for a tail
+            // lost in a crash.
+            let at = offset.min(start);
             for s in segments.iter().rev() {
                 s.retire();
                 s.delete_files()?;
             }
-            let fresh = Arc::new(Segment::create(&self.dir, offset, entries)?);
-            (vec![Arc::clone(&fresh)], fresh, ActiveState::new(offset))
+            let fresh = Arc::new(Segment::create(&self.dir, at, entries)?);
+            (vec![Arc::clone(&fresh)], fresh, ActiveState::new(at))
         } else {
-            let i = segments
-                .partition_point(|s| s.base_offset() <= offset)
-                .saturating_sub(1);
-            let target = Arc::clone(&segments[i]);
-            // Batches are never split: offsets go from the base offset of the first batch cut,
-            // or of the next segment when the target keeps all its batches.
-            let removed_from = match target.locate(offset)? {
-                Some((_, header)) => header.base_offset,
-                None => segments.get(i + 1).map_or(offset, |s| s.base_offset()),
-            };
             for s in segments[i + 1..].iter().rev() {
                 s.retire();
                 s.delete_files()?;
             }
-            let state =
+            let mut state =
                 target.truncate_from(offset, entries, self.config.load().index_interval_bytes)?;
+            if state.first_timestamp.is_some() {
+                // Roll by age counts from now, as after an open (the rebuilt state holds a
+                // record's timestamp, which may be old and would roll at the next append).
+                state.first_timestamp = Some(coarse_now_ms());
+            }
             let end = offset.min(removed_from).max(state.next_offset);
             if end == state.next_offset {
                 (segments[..=i].to_vec(), target, state)
@@ -830,7 +851,6 @@ impl PartitionLog {
         // below the new end, the log starts there.
         let first_base = list.first().map_or(offset, |s| s.base_offset());
         self.segments.store(Arc::new(list));
-        let start = self.log_start_offset();
         if offset <= start {
             self.log_start.store(offset, Ordering::Release);
         } else if first_base > start {

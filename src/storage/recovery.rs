@@ -15,8 +15,11 @@
 //!    (checksums included, and offsets contiguous in segments compaction never rewrote) and its
 //!    indexes are rebuilt. At the first invalid batch the log is cut
 //!    and later segments are deleted, unless the damage lies below the recovery point (data known
-//!    to have been fsynced) and the config says [`RecoveryMode::Refuse`]. After the scan the log
-//!    is fsynced, so the recovery point becomes the log end.
+//!    to have been fsynced) and the config says [`RecoveryMode::Refuse`]. A segment cut to nothing
+//!    stays as the (empty) active segment, so the log end never goes below its base offset,
+//!    unless that base does not follow the previous segment (an overlap, or a hole: a gap before
+//!    it that reaches past the cleaner offset, which compaction cannot have made). After the scan
+//!    the log is fsynced, so the recovery point becomes the log end.
 //! 6. If the recovered log end is below the checkpoint's log start (records were deleted up to
 //!    there and the crash lost the unflushed tail above), the log restarts empty at the log
 //!    start: offsets below it are never given out twice.
@@ -290,10 +293,15 @@ fn scan_from_recovery_point(
         let mut rebuilt =
             segment.rebuild(Some(interval), segment.base_offset() >= cleaner_offset)?;
         let overlap = prev_next.is_some_and(|p| segment.base_offset() < p);
-        // After a segment compaction never rewrote, the next one starts right where it ended; a
-        // hole means its tail was lost while a later file survived (a power cut can do that).
-        let hole = j > 0
-            && segments[j - 1].base_offset() >= cleaner_offset
+        // Offsets compaction emptied leave gaps only below the cleaner offset (compaction cleans
+        // below it; a truncation that goes on past such a gap lowers it to the new segment's base
+        // at most). A segment that starts past both the previous one's end and the cleaner
+        // offset follows a hole: that tail was lost while a later file survived (a power cut can
+        // do that). Asking instead whether the previous segment starts at or past the cleaner
+        // offset missed holes: opening raises the cleaner offset to the log start, and a
+        // truncation makes a compacted segment active again, so segments whose tail compaction
+        // never rewrote can start below it.
+        let hole = segment.base_offset() > cleaner_offset
             && prev_next.is_some_and(|p| segment.base_offset() > p);
         if overlap || hole {
             let why = if overlap {
@@ -328,8 +336,14 @@ fn scan_from_recovery_point(
             for later in segments.drain(j + 1..).rev() {
                 later.delete_files()?;
             }
-            if rebuilt.end.valid_end == 0 && j > 0 {
-                // Nothing valid left in it: drop it and make the previous segment active again.
+            if rebuilt.end.valid_end == 0 && j > 0 && (overlap || hole) {
+                // Its base offset cannot follow the previous segment: drop it and make the
+                // previous segment active again. A segment that only lost its batches stays, empty,
+                // as the active one: its base offset is where the log went on (a roll, or a
+                // truncation past offsets compaction emptied), and after a segment compaction
+                // rewrote, the previous one can end well below it (its last records removed), so
+                // going back to that end would give out again offsets that compaction removed
+                // and fsynced, even offsets below the recovery point.
                 segments.pop();
                 segment.delete_files()?;
                 j -= 1;
