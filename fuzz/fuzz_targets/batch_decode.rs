@@ -2,7 +2,10 @@
 //! batch that decodes and that tidelog could have written re-encodes to the same records.
 #![no_main]
 
+mod common;
+
 use bytes::Bytes;
+use common::{crc, CASTAGNOLI};
 use libfuzzer_sys::fuzz_target;
 use tidelog::{BatchHeader, Compression, Error, Record, RecordBatch, TimestampType};
 
@@ -13,28 +16,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(h) = BatchHeader::parse(data) {
         if h.total_len() <= data.len() {
             let mut sealed = data.to_vec();
-            let crc = crc32c_of(&sealed[21..h.total_len()]);
+            let crc = crc(&sealed[21..h.total_len()], CASTAGNOLI);
             sealed[17..21].copy_from_slice(&crc.to_be_bytes());
             check(&sealed);
         }
     }
 });
-
-/// CRC-32C (Castagnoli), bit by bit: an implementation independent of the one under test.
-fn crc32c_of(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 fn check(data: &[u8]) {
     let buf = Bytes::copy_from_slice(data);

@@ -18,10 +18,12 @@
 //! u16 big-endian length, bytes.
 #![no_main]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use common::{crc32_ieee, patch, seal_crcs, set_len, Patch, TempDir};
 use libfuzzer_sys::fuzz_target;
 use tidelog::{
     Broker, BrokerConfig, Connect, ConsumerConfig, Durability, LogConfig, Record, TopicPartition,
@@ -68,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         entries.push((name, op, &rest[4..4 + len]));
         rest = &rest[4 + len..];
     }
-    let root = TempDir::new();
+    let root = TempDir::new("open-broker");
     let dir = root.0.join("a").join("data");
     std::fs::create_dir_all(&dir).expect("creating the broker folder");
     if flags & 8 == 0 {
@@ -200,7 +202,7 @@ fn read_all(log: &tidelog::PartitionLog) {
 fn template() -> &'static [(PathBuf, Vec<u8>)] {
     static TEMPLATE: OnceLock<Vec<(PathBuf, Vec<u8>)>> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let root = TempDir::new();
+        let root = TempDir::new("open-broker");
         write_template(&root.0);
         check_template(&root.0);
         files(&root.0)
@@ -350,36 +352,13 @@ fn apply(dir: &Path, name: &str, op: u8, bytes: &[u8]) {
             }
             let _ = std::fs::write(&path, bytes);
         }
-        1 => {
-            let len = bytes
-                .iter()
-                .take(2)
-                .fold(0u64, |a, &b| a << 8 | u64::from(b));
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
-                let _ = f.set_len(len);
-            }
-        }
+        1 => set_len(&path, bytes),
         3 => {
             let _ = std::fs::remove_file(&path);
         }
-        _ => {
-            let Ok(mut content) = std::fs::read(&path) else {
-                return;
-            };
-            if content.is_empty() || bytes.len() < 2 {
-                return;
-            }
-            let at = usize::from(u16::from_be_bytes([bytes[0], bytes[1]])) % content.len();
-            for (i, b) in bytes[2..].iter().enumerate() {
-                match content.get_mut(at + i) {
-                    Some(c) if op == 2 => *c ^= b,
-                    Some(c) => *c = *b,
-                    None if op == 4 => content.push(*b),
-                    None => break,
-                }
-            }
-            let _ = std::fs::write(&path, content);
-        }
+        2 => patch(&path, Patch::Xor, bytes),
+        4 => patch(&path, Patch::Extend, bytes),
+        _ => patch(&path, Patch::Overwrite, bytes),
     }
 }
 
@@ -430,76 +409,4 @@ fn seal_checkpoint(path: &Path) {
     let crc = crc32_ieee(&content[..40]);
     content[40..44].copy_from_slice(&crc.to_be_bytes());
     let _ = std::fs::write(path, content);
-}
-
-/// Recomputes the CRC-32C of every batch of a `.log` file whose header and length hold up.
-fn seal_crcs(path: &Path) {
-    let Ok(mut content) = std::fs::read(path) else {
-        return;
-    };
-    let mut pos = 0;
-    while content.len() - pos >= 61 {
-        let len = u32::from_be_bytes([
-            content[pos + 8],
-            content[pos + 9],
-            content[pos + 10],
-            content[pos + 11],
-        ]) as usize;
-        let total = len.saturating_add(12);
-        if total < 61 || total > content.len() - pos {
-            break;
-        }
-        let crc = crc(&content[pos + 21..pos + total], 0x82f6_3b78);
-        content[pos + 17..pos + 21].copy_from_slice(&crc.to_be_bytes());
-        pos += total;
-    }
-    let _ = std::fs::write(path, content);
-}
-
-fn crc32_ieee(data: &[u8]) -> u32 {
-    crc(data, 0xedb8_8320)
-}
-
-/// Reflected CRC-32 with the given polynomial, bit by bit (independent of the code under test).
-fn crc(data: &[u8], poly: u32) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ poly
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A fresh folder, in memory when `/dev/shm` exists, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!(
-            "tidelog-fuzz-open-broker-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating the fuzz folder");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -9,8 +9,11 @@
 //! Entry: name index, operation (write, truncate, xor-patch), u16 big-endian length, bytes.
 #![no_main]
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
+use std::path::Path;
+
+use common::{crc32_ieee, patch, seal_crcs, set_len, Patch, TempDir};
 
 use libfuzzer_sys::fuzz_target;
 use tidelog::{Durability, LogConfig, PartitionLog, Record, RecoveryMode};
@@ -42,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[4 + len..];
     }
     for mode in [RecoveryMode::Refuse, RecoveryMode::TruncateAtDamage] {
-        let dir = TempDir::new();
+        let dir = TempDir::new("open-dir");
         if flags & 1 != 0 {
             write_real_log(&dir.0, flags & 0x10 != 0);
         }
@@ -153,30 +156,8 @@ fn apply(dir: &Path, name: &str, op: u8, bytes: &[u8], build_checkpoint: bool) {
         0 => {
             let _ = std::fs::write(&path, bytes);
         }
-        1 => {
-            let len = bytes
-                .iter()
-                .take(2)
-                .fold(0u64, |a, &b| a << 8 | u64::from(b));
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
-                let _ = f.set_len(len);
-            }
-        }
-        _ => {
-            let Ok(mut content) = std::fs::read(&path) else {
-                return;
-            };
-            if content.is_empty() || bytes.len() < 2 {
-                return;
-            }
-            let at = usize::from(u16::from_be_bytes([bytes[0], bytes[1]])) % content.len();
-            for (i, b) in bytes[2..].iter().enumerate() {
-                if let Some(c) = content.get_mut(at + i) {
-                    *c ^= b;
-                }
-            }
-            let _ = std::fs::write(&path, content);
-        }
+        1 => set_len(&path, bytes),
+        _ => patch(&path, Patch::Xor, bytes),
     }
 }
 
@@ -194,73 +175,4 @@ fn checkpoint(fields: &[u8]) -> Vec<u8> {
     let crc = crc32_ieee(&b);
     b.extend_from_slice(&crc.to_be_bytes());
     b
-}
-
-/// Recomputes the CRC-32C of every batch of a `.log` file whose header and length hold up.
-fn seal_crcs(path: &Path) {
-    let Ok(mut content) = std::fs::read(path) else {
-        return;
-    };
-    let mut pos = 0;
-    while content.len() - pos >= 61 {
-        let len = u32::from_be_bytes([
-            content[pos + 8],
-            content[pos + 9],
-            content[pos + 10],
-            content[pos + 11],
-        ]) as usize;
-        let total = len.saturating_add(12);
-        if total < 61 || total > content.len() - pos {
-            break;
-        }
-        let crc = crc(&content[pos + 21..pos + total], 0x82f6_3b78);
-        content[pos + 17..pos + 21].copy_from_slice(&crc.to_be_bytes());
-        pos += total;
-    }
-    let _ = std::fs::write(path, content);
-}
-
-fn crc32_ieee(data: &[u8]) -> u32 {
-    crc(data, 0xedb8_8320)
-}
-
-/// Reflected CRC-32 with the given polynomial, bit by bit (independent of the code under test).
-fn crc(data: &[u8], poly: u32) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ poly
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A fresh folder, in memory when `/dev/shm` exists, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("tidelog-fuzz-open-dir-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating the fuzz folder");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
