@@ -161,9 +161,15 @@ fn exercise(dir: &Path) -> bool {
                 }
             }
         }
-        let consumer = broker
-            .consumer(ConsumerConfig::default().group_id(group.as_str()))
-            .expect("a consumer");
+        // A damaged offsets topic can name a group the consumer API refuses (empty, or longer
+        // than 1024 bytes: Kafka's records allow both): a typed error, not a consumer.
+        let consumer = match broker.consumer(ConsumerConfig::default().group_id(group.as_str())) {
+            Ok(consumer) => consumer,
+            Err(tidelog::Error::InvalidConfig {
+                key: "group_id", ..
+            }) => continue,
+            Err(e) => panic!("a consumer of group {group:?}: {e}"),
+        };
         let committed = consumer.committed(&all).expect("committed offsets");
         assert_eq!(committed.len(), all.len());
     }
