@@ -192,6 +192,11 @@ impl Broker {
     ///
     /// Errors: [`Error::DirectoryLocked`] if another `Broker` (in this process or another) has it
     /// open; [`Error::Corrupt`] if `meta/topics` is damaged; what opening a partition can return.
+    ///
+    /// The lock is an advisory `flock` on the file `LOCK` (and one per partition folder), which
+    /// a child process shares from `fork` until it calls `exec`: `std::process::Command` execs
+    /// at once, but a child that forks without exec keeps the directory locked as long as it
+    /// lives, and a reopen meanwhile fails with `DirectoryLocked`.
     pub fn open_with(path: impl AsRef<Path>, config: BrokerConfig) -> Result<Broker> {
         config.topic_defaults.validate()?;
         config.offsets_topic_config.validate()?;
