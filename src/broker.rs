@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -166,8 +166,8 @@ impl std::fmt::Debug for Broker {
 pub(crate) struct BrokerInner {
     dir: PathBuf,
     config: BrokerConfig,
-    /// The directory's `LOCK` (held while this is `Some`).
-    lock: Mutex<Option<File>>,
+    /// The directory's `LOCK` (held while this is `Some`; released first when the broker goes).
+    lock: Option<File>,
     topics: Arc<TopicMap>,
     admin: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -232,7 +232,7 @@ impl Broker {
         let inner = Arc::new(BrokerInner {
             dir,
             config,
-            lock: Mutex::new(Some(lock)),
+            lock: Some(lock),
             topics,
             admin: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
@@ -565,7 +565,7 @@ impl Drop for BrokerInner {
         // closes, it made the group kill test's next child find it taken now and then: the holder
         // was a copy of the test process forked (by another test's spawn, before its exec) while
         // the lock was open, and the closes no longer left that copy time to exec.
-        drop(self.lock.lock().take());
+        drop(self.lock.take());
         // Close the logs nobody else holds (a `Topic`, `Partition` or the group coordinator may)
         // on several threads: each clean close fsyncs.
         let logs: Vec<Arc<PartitionLog>> = {
@@ -648,9 +648,9 @@ fn open_topics(dir: &Path, metas: &[TopicMeta]) -> Result<Vec<Arc<TopicState>>> 
             Arc::new(TopicState {
                 name: meta.name.clone(),
                 config: ArcSwap::from_pointee(meta.config.clone()),
-                config_epoch: std::sync::atomic::AtomicU64::new(0),
+                config_epoch: AtomicU64::new(0),
                 partitions: RwLock::new(logs.by_ref().take(meta.partitions as usize).collect()),
-                deleted: std::sync::atomic::AtomicBool::new(false),
+                deleted: AtomicBool::new(false),
             })
         })
         .collect())
@@ -660,7 +660,7 @@ fn open_topics(dir: &Path, metas: &[TopicMeta]) -> Result<Vec<Arc<TopicState>>> 
 /// After the first failure no other log is opened (a damaged listing must not go on creating
 /// folders); that failure is returned.
 fn open_logs(jobs: Vec<(PathBuf, LogConfig)>) -> Result<Vec<Arc<PartitionLog>>> {
-    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = AtomicBool::new(false);
     let opened = parallel_map(jobs, |(dir, config)| {
         if failed.load(Ordering::Relaxed) {
             return None;

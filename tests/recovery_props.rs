@@ -7,14 +7,15 @@
 //! The deterministic tests cover damage below the recovery point (`RecoveryMode`), a lost or
 //! garbled checkpoint, and the junk files that opening cleans up.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use proptest::prelude::*;
-use tidelog::{
-    Durability, Error, LogConfig, OffsetRecord, PartitionLog, Record, RecordBatch, RecoveryMode,
-};
+use tidelog::{Durability, Error, LogConfig, OffsetRecord, PartitionLog, Record, RecoveryMode};
+
+use support::{batches_in, BatchAt};
 
 const BASE_TS: i64 = 1_700_000_000_000;
 
@@ -53,33 +54,6 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     logs.sort();
     logs
-}
-
-/// A batch found by walking a `.log` file.
-#[derive(Debug, Clone, Copy)]
-struct BatchAt {
-    position: u64,
-    base_offset: u64,
-    last_offset: u64,
-}
-
-/// The batches of a `.log` file, back to back from its start, up to the first invalid one.
-fn batches_in(path: &Path) -> Vec<BatchAt> {
-    let bytes = Bytes::from(std::fs::read(path).unwrap());
-    let mut out = Vec::new();
-    let mut position = 0;
-    while position < bytes.len() {
-        let Ok((batch, len)) = RecordBatch::decode_first(&bytes.slice(position..)) else {
-            break;
-        };
-        out.push(BatchAt {
-            position: position as u64,
-            base_offset: batch.header().base_offset,
-            last_offset: batch.header().last_offset(),
-        });
-        position += len;
-    }
-    out
 }
 
 /// The `.log` file and byte position of the batch holding `offset`.

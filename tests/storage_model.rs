@@ -31,6 +31,8 @@
 //! below the start or past the end fail with [`Error::OffsetOutOfRange`]; every error any call
 //! returned was one the model expected (anything else fails the case, as does a panic).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,7 +40,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use tidelog::{CleanupPolicy, Durability, Error, LogConfig, PartitionLog, Record, RecordBatch};
+use tidelog::{CleanupPolicy, Durability, Error, LogConfig, PartitionLog, Record};
+
+use support::batches_in;
 
 /// The model clock's start (milliseconds): far below the wall clock, so that a segment whose
 /// largest timestamp is its file's modification time (an empty one) never expires here.
@@ -473,21 +477,6 @@ fn layout(dir: &Path) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Position and last offset of the batches of a `.log` file, back to back from its start.
-fn batches_in(path: &Path) -> Vec<(u64, u64)> {
-    let bytes = Bytes::from(std::fs::read(path).unwrap());
-    let mut out = Vec::new();
-    let mut position = 0;
-    while position < bytes.len() {
-        let Ok((batch, len)) = RecordBatch::decode_first(&bytes.slice(position..)) else {
-            break;
-        };
-        out.push((position as u64, batch.header().last_offset()));
-        position += len;
-    }
-    out
-}
-
 /// What a power cut may do to a crashed log whose offsets below `durable` are fsynced: cut one
 /// segment at or after the first batch holding an offset at or past `durable`, maybe deleting
 /// every later segment.
@@ -496,8 +485,8 @@ fn power_cut(dir: &Path, durable: u64, segment: u16, position: u16, delete_later
     let first = logs.iter().enumerate().find_map(|(i, (_, path))| {
         batches_in(path)
             .into_iter()
-            .find(|b| b.1 >= durable)
-            .map(|b| (i, b.0))
+            .find(|b| b.last_offset >= durable)
+            .map(|b| (i, b.position))
     });
     let Some((s0, p0)) = first else {
         return;
@@ -1035,7 +1024,11 @@ fn a_tail_lost_before_a_surviving_segment_is_found_after_the_log_start_moved() {
     log.simulate_crash();
     // The power cut loses offsets 12..15 of segment 0 (not flushed); segment 15 survives.
     let (_, path) = segment_files(dir.path()).into_iter().next().unwrap();
-    let (position, _) = batches_in(&path).into_iter().find(|b| b.1 == 12).unwrap();
+    let position = batches_in(&path)
+        .into_iter()
+        .find(|b| b.last_offset == 12)
+        .unwrap()
+        .position;
     cut_segment(dir.path(), 0, position);
     let log = PartitionLog::open(dir.path(), config).unwrap();
     assert_eq!(
@@ -1072,7 +1065,11 @@ fn a_tail_lost_in_a_compacted_segment_a_truncation_reactivated_is_found() {
     log.append(&[now("e", 10)]).unwrap(); // segment 10
     log.simulate_crash();
     let (_, path) = segment_files(dir.path()).into_iter().next().unwrap();
-    let (position, _) = batches_in(&path).into_iter().find(|b| b.1 == 6).unwrap();
+    let position = batches_in(&path)
+        .into_iter()
+        .find(|b| b.last_offset == 6)
+        .unwrap()
+        .position;
     cut_segment(dir.path(), 0, position);
     let log = PartitionLog::open(dir.path(), config).unwrap();
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Helpers shared by the crash tests: a tiny deterministic PRNG, a child process that re-runs one
-//! test of the current test binary (so it can be killed with `SIGKILL` mid-write), and reading a
-//! whole log.
+//! test of the current test binary (so it can be killed with `SIGKILL` mid-write), reading a
+//! whole log, and walking the batches of a `.log` file.
 //!
 //! Each test binary uses only some of these, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tidelog::{OffsetRecord, PartitionLog};
+use tidelog::{OffsetRecord, PartitionLog, RecordBatch};
 
 /// Environment variable that turns a `child_*` test into the child: the folder it writes to.
 pub const DIR_ENV: &str = "TIDELOG_CRASH_DIR";
@@ -234,4 +234,31 @@ pub fn junk_files(dir: &Path) -> Vec<String> {
     }
     junk.sort();
     junk
+}
+
+/// A batch found by walking a `.log` file.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchAt {
+    pub position: u64,
+    pub base_offset: u64,
+    pub last_offset: u64,
+}
+
+/// The batches of a `.log` file, back to back from its start, up to the first invalid one.
+pub fn batches_in(path: &Path) -> Vec<BatchAt> {
+    let bytes = bytes::Bytes::from(std::fs::read(path).unwrap());
+    let mut out = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let Ok((batch, len)) = RecordBatch::decode_first(&bytes.slice(position..)) else {
+            break;
+        };
+        out.push(BatchAt {
+            position: position as u64,
+            base_offset: batch.header().base_offset,
+            last_offset: batch.header().last_offset(),
+        });
+        position += len;
+    }
+    out
 }
